@@ -1,0 +1,155 @@
+"""Live settings: what a running trainer accepts through the control channel.
+
+Pure Python (no torch): the trainer validates incoming commands with it, and the app validates
+what it is about to send and resolves presets against it. The table is docs/control.md's.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+from trainer.config import ALPHA_ALLOWED, SCALE_ALLOWED, Config, _alpha_ok, _scale_ok, all_keys
+
+
+@dataclass(frozen=True)
+class LiveKey:
+    name: str
+    config_key: str  # dotted key in the run config
+    kind: str  # "float" | "int" | "bool" | "alpha" | "range"
+    check: Callable[[Any], bool]
+    allowed: str
+    when: str  # "step" | "epoch"
+
+
+def _num(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+LIVE_KEYS: dict[str, LiveKey] = {
+    k.name: k
+    for k in [
+        LiveKey("lr", "training.learning_rate", "float", lambda v: 0 < v <= 1, "a finite number in (0, 1]", "step"),
+        LiveKey("gamma", "loss.focal_gamma", "float", lambda v: 0 <= v <= 10, "a finite number in [0, 10]", "step"),
+        LiveKey("alpha", "loss.focal_alpha", "alpha", _alpha_ok, ALPHA_ALLOWED, "step"),
+        LiveKey("use_focal", "loss.use_focal", "bool", lambda v: True, "true | false", "step"),
+        LiveKey("dice_weight", "loss.dice_weight", "float", lambda v: 0 <= v <= 100, "a finite number in [0, 100]", "step"),
+        LiveKey("use_class_weights", "loss.use_class_weights", "bool", lambda v: True, "true | false", "step"),
+        LiveKey("dropout", "training.dropout", "float", lambda v: 0 <= v < 1, "a number in [0, 1)", "step"),
+        LiveKey("weight_decay", "training.weight_decay", "float", lambda v: 0 <= v <= 1, "a number in [0, 1]", "step"),
+        LiveKey("warmup_epochs", "training.warmup_epochs", "int", lambda v: v >= 0, "an integer >= 0 and < epochs", "step"),
+        LiveKey("epochs", "training.epochs", "int", lambda v: 1 <= v <= 100_000, "an integer >= the epoch in progress", "step"),
+        LiveKey("grad_clip", "training.grad_clip", "float", lambda v: 0 <= v <= 1e6, "a finite number >= 0 (0 = off)", "step"),
+        LiveKey("patience", "training.patience", "int", lambda v: 0 <= v <= 100_000, "an integer >= 0 (0 = off)", "epoch"),
+        LiveKey("rotation", "augmentation.rotation", "float", lambda v: 0 <= v <= 180, "degrees in [0, 180]", "epoch"),
+        LiveKey("scale_range", "augmentation.scale_range", "range", _scale_ok, SCALE_ALLOWED, "epoch"),
+        LiveKey("hflip", "augmentation.hflip", "bool", lambda v: True, "true | false", "epoch"),
+    ]
+}
+
+_CONFIG_TO_LIVE = {k.config_key: k.name for k in LIVE_KEYS.values()}
+
+
+def live_from_config(cfg: Config) -> dict[str, Any]:
+    """The live settings a run starts with."""
+    out = {}
+    for k in LIVE_KEYS.values():
+        v = cfg.get(k.config_key)
+        out[k.name] = list(v) if isinstance(v, (list, tuple)) else v
+    return out
+
+
+def apply_to_config(cfg: Config, values: Mapping[str, Any]) -> None:
+    """Write live values back into a config (so a checkpoint's config is the one in force)."""
+    for name, v in values.items():
+        section, key = LIVE_KEYS[name].config_key.split(".")
+        setattr(getattr(cfg, section), key, v)
+
+
+def _coerce(key: LiveKey, v: Any) -> Any:
+    if key.kind == "float":
+        if isinstance(v, str):
+            v = float(v)
+        if not _num(v):
+            raise ValueError
+        return float(v)
+    if key.kind == "int":
+        if isinstance(v, float) and v.is_integer():
+            v = int(v)
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise ValueError
+        return v
+    if key.kind == "bool":
+        if not isinstance(v, bool):
+            raise ValueError
+        return v
+    if key.kind == "alpha":
+        if v is None:
+            return None
+        if isinstance(v, list):
+            if not all(_num(x) for x in v):
+                raise ValueError
+            return [float(x) for x in v]
+        if not _num(v):
+            raise ValueError
+        return float(v)
+    if key.kind == "range":
+        if not isinstance(v, (list, tuple)) or not all(_num(x) for x in v):
+            raise ValueError
+        return [float(x) for x in v]
+    raise ValueError
+
+
+def validate(values: Any, current: Mapping[str, Any], epoch: int = 0) -> tuple[dict[str, Any], str | None]:
+    """Check a ``set`` command's values against the live table.
+
+    Returns ``(clean_values, None)`` or ``({}, reason)``: a command with any bad value is refused
+    as a whole. ``current`` holds the live values now in force (for cross-checks such as
+    warmup < epochs); ``epoch`` is the epoch in progress (``epochs`` may not go below it).
+    """
+    if not isinstance(values, dict) or not values:
+        return {}, "'values' must be a non-empty mapping of live settings, e.g. {\"lr\": 0.0003}"
+    clean: dict[str, Any] = {}
+    restart = {k.split(".")[-1]: k for k in all_keys() if k not in _CONFIG_TO_LIVE}
+    for name, raw in values.items():
+        key = LIVE_KEYS.get(name)
+        if key is None:
+            dotted = _CONFIG_TO_LIVE.get(name)
+            if dotted:
+                return {}, f"'{name}' is a config key; send the live name '{dotted}' instead"
+            if name in restart or name in {k for k in all_keys()}:
+                return {}, f"'{name}' cannot change while the run is going: it needs a restart (live keys: {', '.join(LIVE_KEYS)})"
+            close = difflib.get_close_matches(str(name), list(LIVE_KEYS), n=1, cutoff=0.6)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            return {}, f"unknown setting '{name}'{hint} (live keys: {', '.join(LIVE_KEYS)})"
+        try:
+            v = _coerce(key, raw)
+            ok = key.check(v)
+        except (ValueError, TypeError):
+            ok = False
+        if not ok:
+            return {}, f"{name} = {raw!r} is not allowed: {key.allowed}"
+        clean[name] = v
+    merged = {**current, **clean}
+    if "epochs" in clean and clean["epochs"] < max(epoch, 1):
+        return {}, f"epochs = {clean['epochs']} is below the epoch in progress ({epoch})"
+    if ("warmup_epochs" in clean or "epochs" in clean) and merged.get("warmup_epochs", 0) >= merged.get("epochs", 1):
+        return {}, f"warmup_epochs ({merged['warmup_epochs']}) must stay below epochs ({merged['epochs']})"
+    return clean, None
+
+
+def format_value(v: Any) -> str:
+    """Compact human form of a live value (3e-04, 1.5, [0.8, 1.2])."""
+    if isinstance(v, bool):
+        return "on" if v else "off"
+    if isinstance(v, float):
+        if v != 0 and (abs(v) < 1e-2 or abs(v) >= 1e4):
+            return f"{v:.2e}"
+        return f"{v:.4g}"
+    if isinstance(v, list):
+        if len(v) > 4:
+            return f"[{len(v)} values]"
+        return "[" + ", ".join(format_value(x) for x in v) + "]"
+    return str(v)
