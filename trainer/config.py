@@ -379,13 +379,33 @@ def apply_overrides(data: dict, overrides: Sequence[str]) -> dict:
     return out
 
 
+def _shrink_warmup_with_epochs(data: dict, file_training: dict, overrides: Sequence[str]) -> None:
+    """``--set training.epochs=3`` on a 250-epoch config keeps the warmup's share of the run.
+
+    Only when the override shortens the run and leaves the file's warmup at or past the new end;
+    an explicit ``--set training.warmup_epochs`` is validated as written.
+    """
+    keys = {parse_override(o)[0] and ".".join(parse_override(o)[0]) for o in overrides}
+    if "training.epochs" not in keys or "training.warmup_epochs" in keys:
+        return
+    t = data.get("training")
+    if not isinstance(t, dict):
+        return
+    new_e, old_e = t.get("epochs"), file_training.get("epochs", TrainingConfig.epochs)
+    warm = file_training.get("warmup_epochs", TrainingConfig.warmup_epochs)
+    if all(isinstance(x, int) and not isinstance(x, bool) for x in (new_e, old_e, warm)) and 0 < new_e <= warm:
+        t["warmup_epochs"] = min(new_e - 1, warm * new_e // max(old_e, 1))
+
+
 def load_config(path: str | Path, overrides: Sequence[str] = ()) -> Config:
     """Read, override and validate a config file. Raises ConfigError with a one-line message."""
     data = read_yaml(path)
     source = str(path)
     if overrides:
+        file_training = data.get("training") if isinstance(data.get("training"), dict) else {}
         data = apply_overrides(data, overrides)
         source = f"{path} (with --set {' '.join(overrides)})"
+        _shrink_warmup_with_epochs(data, file_training, overrides)
     cfg = from_dict(data, source)
     if "name" not in data:
         cfg.name = Path(path).stem

@@ -1,0 +1,76 @@
+"""Checkpoints: written atomically (temp file + rename), loaded with weights_only=True."""
+
+from __future__ import annotations
+
+import io
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from trainer.record import atomic_write_bytes
+
+
+def rng_state() -> dict[str, Any]:
+    state = {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(_tuplify(state["python"]))
+    np.random.set_state(_tuplify(state["numpy"]))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _tuplify(x: Any) -> Any:
+    """weights_only loading returns lists where the RNG APIs want tuples."""
+    if isinstance(x, list):
+        return tuple(_tuplify(v) for v in x)
+    return x
+
+
+def _plain_rng(state: dict[str, Any]) -> dict[str, Any]:
+    """Make RNG states loadable with weights_only=True (plain containers, tensors, numbers)."""
+    np_state = state["numpy"]
+    out = dict(state)
+    out["numpy"] = [np_state[0], torch.from_numpy(np.asarray(np_state[1]).astype(np.int64)), *np_state[2:]]
+    out["python"] = [state["python"][0], list(state["python"][1]), state["python"][2]]
+    return out
+
+
+def _unplain_rng(state: dict[str, Any]) -> dict[str, Any]:
+    out = dict(state)
+    n = state["numpy"]
+    out["numpy"] = (n[0], n[1].numpy().astype(np.uint32), *n[2:])
+    p = state["python"]
+    out["python"] = (p[0], tuple(p[1]), p[2])
+    return out
+
+
+def save(path: Path, payload: dict[str, Any]) -> None:
+    payload = dict(payload)
+    payload["rng"] = _plain_rng(payload["rng"])
+    buf = io.BytesIO()
+    torch.save(payload, buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def load(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    payload = torch.load(path, map_location=map_location, weights_only=True)
+    if "rng" in payload:
+        payload["rng"] = _unplain_rng(payload["rng"])
+    return payload
+
+
+def all_finite(state_dict: dict[str, torch.Tensor]) -> bool:
+    return all(torch.isfinite(t).all().item() for t in state_dict.values() if t.is_floating_point())

@@ -1,0 +1,122 @@
+"""``python -m trainer``: headless training with a run record. Exit 0 done, 2 config/data
+error (before any training starts), 1 crash."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import traceback
+from pathlib import Path
+
+from trainer.config import ConfigError, load_config
+from trainer.data.errors import DataError
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m trainer", description="Train a face-parsing model and write a run directory.")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--config", help="YAML config (see configs/)")
+    src.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key, e.g. --set loss.focal_gamma=1.5 (repeatable)")
+    p.add_argument("--run-dir", help="where to write the run (default: RUNS_DIR/<name>)")
+    p.add_argument("--runs-dir", default=os.environ.get("SEGWATCH_RUNS", "runs"), help="parent folder of new runs")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--nproc-per-node", type=int, default=None, help="processes (GPUs) for DDP; overrides training.nproc_per_node")
+    return p.parse_args(argv)
+
+
+def _relaunch_with_torchrun(nproc: int, argv: list[str]) -> None:
+    """Replace this process by torchrun running the same command on nproc workers."""
+    args = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+            "-m", "trainer", *argv]
+    os.execv(sys.executable, args)
+
+
+def main(argv: list[str] | None = None) -> int:
+    raw_argv = list(sys.argv[1:] if argv is None else argv)
+    args = parse_args(raw_argv)
+    try:
+        if args.config:
+            cfg = load_config(args.config, args.overrides)
+        else:
+            cfg = None
+        nproc = args.nproc_per_node or (cfg.training.nproc_per_node if cfg else 1)
+        if nproc > 1 and "WORLD_SIZE" not in os.environ:
+            if args.config and not args.run_dir:  # every worker must agree on the run directory
+                from trainer.setup import new_run_dir
+                raw_argv += ["--run-dir", str(new_run_dir(Path(args.runs_dir), cfg.name))]
+                Path(raw_argv[-1]).rmdir()
+            _relaunch_with_torchrun(nproc, raw_argv)
+        return _run(args, cfg, raw_argv)
+    except (ConfigError, DataError) as e:
+        msg = str(e).splitlines()[0] if not isinstance(e, DataError) else str(e)
+        print(f"segwatch trainer: error: {msg}", file=sys.stderr)
+        return 2
+
+
+def _run(args: argparse.Namespace, cfg, argv: list[str]) -> int:
+    import torch  # noqa: F401 - heavy import after the cheap config checks
+
+    from trainer.dist import init_distributed
+    from trainer.setup import build, load_resume, new_run_dir, open_record, out, resolve_device, restore_state
+    from trainer.train import Trainer
+
+    device = resolve_device(args.device)
+    dist = init_distributed(device.type)
+    if dist.enabled and device.type == "cuda":
+        import torch as _t
+        device = _t.device("cuda", dist.local_rank)
+    resume_state = None
+    if args.resume:
+        run_dir = Path(args.resume)
+        cfg, resume_state = load_resume(run_dir, device)
+    comp = build(cfg, device, dist)  # validates data and model size: nothing written yet
+    created = False
+    if not args.resume:
+        run_dir = Path(args.run_dir) if args.run_dir else new_run_dir(Path(args.runs_dir), cfg.name)
+        created = not run_dir.exists()
+    if resume_state is not None:
+        restore_state(comp, resume_state)
+    try:
+        open_record(comp, run_dir, resume_state, argv)
+    except OSError as e:
+        if created and dist.is_main:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise ConfigError(f"run directory {run_dir}: {e.strerror or e}") from None
+    trainer = Trainer(comp)
+    ev = comp.events
+    if dist.is_main:
+        desc = comp.data_desc
+        ev.emit("start", name=cfg.name, run_dir=str(run_dir), pid=os.getpid(), device=str(device),
+                resumed=resume_state is not None, resume_epoch=trainer.epoch, epochs=trainer.live["epochs"],
+                steps_per_epoch=comp.steps_per_epoch, batch_size=cfg.training.batch_size, params=comp.params,
+                synthetic=bool(desc.get("synthetic")), data=desc, live=dict(trainer.live), world_size=dist.world_size)
+        if desc.get("synthetic"):
+            msg = ("training on the BUILT-IN SYNTHETIC face-parsing data (data.root is unset): "
+                   "scores say nothing about the real task")
+            ev.emit("warning", code="synthetic_data", message=msg, epoch=trainer.epoch, step=trainer.step)
+            out(f"!! {msg}")
+        out(f"run {cfg.name}: {run_dir} | {comp.params:,} params | device {device} | "
+            f"{comp.steps_per_epoch} steps/epoch | epochs {trainer.epoch + 1}..{trainer.live['epochs']}")
+    reason, error = "crashed", None
+    try:
+        trainer.printer = out if dist.is_main else None
+        reason = trainer.train()
+        return 0
+    except BaseException as e:  # noqa: BLE001 - recorded as the crash, then re-raised as exit 1
+        error = f"{type(e).__name__}: {e}"
+        traceback.print_exc()
+        return 1
+    finally:
+        if dist.is_main:
+            ev.emit("end", reason=reason, epoch=trainer.epoch, best_val_f=trainer.best_val_f,
+                    best_epoch=trainer.best_epoch, **({"error": error} if error else {}))
+            ev.close()
+            try:
+                (run_dir / "trainer.pid").unlink()
+            except FileNotFoundError:
+                pass
+        dist.close()

@@ -1,0 +1,136 @@
+"""The run record: events.jsonl writer, meta.json, atomic file writes (docs/run-directory.md).
+
+Pure Python, no torch: every event is one whole line, written with a single ``write`` on an
+O_APPEND descriptor and flushed, so a reader never sees half an event except at a crash, and a
+resumed writer terminates a torn last line before writing.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+SCHEMA_VERSION = 1
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write a file so that readers see the old or the new content, never a torn one."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def _clean(value: Any, key: str, nonfinite: list[str]) -> Any:
+    """Replace NaN/Inf by None (JSON has none) and remember which keys held them."""
+    if isinstance(value, float) and not math.isfinite(value):
+        nonfinite.append(key)
+        return None
+    if isinstance(value, dict):
+        return {k: _clean(v, f"{key}.{k}" if key else k, nonfinite) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v, key, nonfinite) for v in value]
+    return value
+
+
+def last_seq_and_tail(path: Path, chunk: int = 1 << 16) -> tuple[int, bool]:
+    """Return (highest seq found in the file's last lines, whether the file ends mid-line).
+
+    Reads backwards from the end only as far as needed to find one parseable event line.
+    """
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        return -1, False
+    if size == 0:
+        return -1, False
+    with open(path, "rb") as f:
+        f.seek(size - 1)
+        torn = f.read(1) != b"\n"
+        pos, buf = size, b""
+        while pos > 0:
+            step = min(chunk, pos)
+            pos -= step
+            f.seek(pos)
+            buf = f.read(step) + buf
+            lines = buf.split(b"\n")
+            # the first piece may be a partial line unless we reached the file start
+            candidates = lines if pos == 0 else lines[1:]
+            for raw in reversed(candidates):
+                try:
+                    ev = json.loads(raw)
+                except (ValueError, UnicodeDecodeError):
+                    continue
+                if isinstance(ev, dict) and isinstance(ev.get("seq"), int):
+                    return ev["seq"], torn
+    return -1, torn
+
+
+class EventWriter:
+    """Appends schema-versioned events with a monotonic ``seq`` that continues across resume."""
+
+    def __init__(self, path: Path, enabled: bool = True):
+        self.path = Path(path)
+        self.enabled = enabled
+        self._fd: int | None = None
+        self.seq = -1
+        if not enabled:
+            return
+        last, torn = last_seq_and_tail(self.path)
+        self.seq = last
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        if torn:  # a crash left half a line: end it so the next event starts clean
+            os.write(self._fd, b"\n")
+
+    def emit(self, type_: str, **fields: Any) -> dict:
+        self.seq += 1
+        nonfinite: list[str] = []
+        body = {k: _clean(v, k, nonfinite) for k, v in fields.items()}
+        event = {"v": SCHEMA_VERSION, "seq": self.seq, "t": round(time.time(), 4), "type": type_, **body}
+        if nonfinite:
+            event["nonfinite"] = sorted(set(nonfinite))
+        if self._fd is not None:
+            line = json.dumps(event, separators=(",", ":"), allow_nan=False) + "\n"
+            os.write(self._fd, line.encode("utf-8"))
+        return event
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+def read_events(path: Path) -> list[dict]:
+    """All parseable events of a record, in file order (used on resume and in tests)."""
+    out = []
+    try:
+        with open(path, "rb") as f:
+            for raw in f:
+                try:
+                    ev = json.loads(raw)
+                except (ValueError, UnicodeDecodeError):
+                    continue
+                if isinstance(ev, dict):
+                    out.append(ev)
+    except FileNotFoundError:
+        pass
+    return out

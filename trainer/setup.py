@@ -1,0 +1,251 @@
+"""Everything a run needs before its first step: data, model, optimizer, loss, run directory,
+control channel and, on resume, the restored state. Errors here are the user's (exit 2)."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import socket
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+import yaml
+from torch.utils.data import DataLoader, Sampler
+
+from trainer import checkpoint as ckpt
+from trainer import live as live_mod
+from trainer.config import Config, ConfigError, from_dict
+from trainer.data import build_datasets, class_frequencies, class_weights_from_frequencies
+from trainer.data.augment import Augment
+from trainer.dist import DistContext
+from trainer.losses import SegLoss
+from trainer.model import build_model, count_params, set_dropout
+from trainer.record import EventWriter, atomic_write_text, read_events
+from trainer.steer import Steering
+
+
+class EpochBatches(Sampler[list[int]]):
+    """Batches of one epoch in a deterministic order (seed, epoch), this rank's share, from a
+    given batch onwards, so a resumed run continues mid-epoch exactly where it stopped."""
+
+    def __init__(self, n: int, batch_size: int, seed: int, epoch: int, start: int, steps: int,
+                 rank: int = 0, world: int = 1):
+        self.n, self.bs, self.seed, self.epoch = n, batch_size, seed, epoch
+        self.start, self.steps, self.rank, self.world = start, steps, rank, world
+
+    def __iter__(self) -> Iterator[list[int]]:
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        perm = torch.randperm(self.n, generator=g)[self.rank::self.world].tolist()
+        for b in range(self.start, self.steps):
+            yield perm[b * self.bs:(b + 1) * self.bs]
+
+    def __len__(self) -> int:
+        return max(0, self.steps - self.start)
+
+
+def resolve_device(arg: str) -> torch.device:
+    if arg == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if arg.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"--device {arg}: CUDA is not available on this machine (allowed here: cpu, auto)")
+    if arg != "cpu" and not arg.startswith("cuda"):
+        raise ConfigError(f"--device {arg}: allowed: auto | cpu | cuda | cuda:N")
+    return torch.device(arg)
+
+
+@dataclass
+class Components:
+    cfg: Config
+    run_dir: Path
+    device: torch.device
+    dist: DistContext
+    model: torch.nn.Module
+    raw_model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    loss_fn: SegLoss
+    augment: Augment
+    train_ds: Any
+    val_ds: Any
+    data_desc: dict
+    params: int
+    steps_per_epoch: int
+    amp: bool
+    channels_last: bool
+    events: EventWriter = None  # type: ignore[assignment]
+    steering: Steering = None  # type: ignore[assignment]
+    state: dict = field(default_factory=dict)
+    _class_weights: torch.Tensor | None = None
+
+    def train_loader(self, epoch: int, start: int) -> DataLoader:
+        self.train_ds.set_epoch(epoch)
+        t = self.cfg.training
+        sampler = EpochBatches(len(self.train_ds), t.batch_size, self.cfg.seed, epoch, start,
+                               self.steps_per_epoch, self.dist.rank, self.dist.world_size)
+        return DataLoader(self.train_ds, batch_sampler=sampler, num_workers=t.num_workers,
+                          pin_memory=self.device.type == "cuda", persistent_workers=False)
+
+    def val_loader(self) -> DataLoader:
+        idx = list(range(len(self.val_ds)))[self.dist.rank::self.dist.world_size]
+        subset = torch.utils.data.Subset(self.val_ds, idx)
+        return DataLoader(subset, batch_size=self.cfg.training.batch_size, shuffle=False,
+                          num_workers=self.cfg.training.num_workers, pin_memory=self.device.type == "cuda")
+
+    def class_weights(self) -> torch.Tensor:
+        if self._class_weights is None:
+            cache = Path(self.cfg.data.cache_dir or self.run_dir) / "class_frequencies.json"
+            freqs = class_frequencies(self.train_ds.source, str(cache))
+            self._class_weights = torch.tensor(class_weights_from_frequencies(freqs), dtype=torch.float32,
+                                               device=self.device)
+        return self._class_weights
+
+    def apply_live(self, values: dict[str, Any]) -> None:
+        """Push live values into the loss, model and optimizer (augmentation: at the next epoch)."""
+        loss = self.loss_fn
+        for k, v in values.items():
+            if k in ("gamma", "alpha", "use_focal", "dice_weight"):
+                setattr(loss, k, v)
+            elif k == "use_class_weights":
+                loss.use_class_weights = v
+                if v:
+                    loss.class_weights = self.class_weights()
+            elif k == "dropout":
+                set_dropout(self.raw_model, v)
+            elif k == "weight_decay":
+                for g in self.optimizer.param_groups:
+                    if g.get("decay"):
+                        g["weight_decay"] = v
+
+    def resolved_config(self) -> dict:
+        d = self.cfg.to_dict()
+        for k, v in self.steering.live.items():
+            sec, key = live_mod.LIVE_KEYS[k].config_key.split(".")
+            d[sec][key] = v
+        return d
+
+
+def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
+    decay, no_decay = [], []
+    for p in model.parameters():
+        if p.requires_grad:
+            (decay if p.ndim > 1 else no_decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay, "decay": True},
+            {"params": no_decay, "weight_decay": 0.0, "decay": False}]
+
+
+def build(cfg: Config, device: torch.device, dist: DistContext) -> Components:
+    """Data, model, loss, optimizer. Raises ConfigError / DataError before anything is written."""
+    torch.manual_seed(cfg.seed)
+    a = cfg.augmentation
+    augment = Augment(rotation=a.rotation, scale_range=tuple(a.scale_range), hflip=a.hflip, color_jitter=a.color_jitter)
+    d = cfg.data
+    train_ds, val_ds, desc = build_datasets(root=d.root, format=d.format, image_size=d.image_size,
+                                            synthetic_train=d.synthetic_train, synthetic_val=d.synthetic_val,
+                                            seed=cfg.seed, augment=augment)
+    t = cfg.training
+    per_rank = len(train_ds) // dist.world_size
+    steps = per_rank // t.batch_size
+    if cfg.debug.max_steps_per_epoch:
+        steps = min(steps, cfg.debug.max_steps_per_epoch)
+    if steps < 1:
+        raise ConfigError(f"training.batch_size = {t.batch_size}: larger than the {per_rank} training images per process; "
+                          f"allowed: at most {per_rank}")
+    model = build_model(attention=cfg.model.attention, width=cfg.model.width or None, dropout=t.dropout)
+    params = count_params(model)
+    if params > cfg.model.max_params:
+        raise ConfigError(f"model.max_params = {cfg.model.max_params}: the model has {params:,} parameters "
+                          f"(attention={cfg.model.attention}, width={cfg.model.width or 'default'}); shrink model.width")
+    amp = device.type == "cuda" and t.amp in ("auto", "bf16") or (t.amp == "bf16")
+    channels_last = t.channels_last == "on" or (t.channels_last == "auto" and device.type == "cuda")
+    model = model.to(device)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    raw = model
+    if dist.enabled:
+        model = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None)
+    if t.compile:
+        model = torch.compile(model)
+    optimizer = torch.optim.AdamW(_param_groups(raw, t.weight_decay), lr=t.learning_rate,
+                                  fused=device.type == "cuda")
+    loss_fn = SegLoss(use_focal=cfg.loss.use_focal, gamma=cfg.loss.focal_gamma, alpha=cfg.loss.focal_alpha,
+                      dice_weight=cfg.loss.dice_weight, ignore_index=cfg.loss.ignore_index)
+    return Components(cfg=cfg, run_dir=Path("."), device=device, dist=dist, model=model, raw_model=raw,
+                      optimizer=optimizer, loss_fn=loss_fn, augment=augment, train_ds=train_ds, val_ds=val_ds,
+                      data_desc=desc, params=params, steps_per_epoch=steps, amp=amp, channels_last=channels_last)
+
+
+def new_run_dir(runs_dir: Path, name: str) -> Path:
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    path, n = runs_dir / name, 2
+    while path.exists():
+        path, n = runs_dir / f"{name}-{n}", n + 1
+    return path
+
+
+def open_record(c: Components, run_dir: Path, resume: dict | None, argv: list[str]) -> None:
+    """Create or reopen the run directory, the event writer and the control channel."""
+    c.run_dir = run_dir
+    main = c.dist.is_main
+    if main:
+        (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+        if resume is None:
+            atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(c.cfg.to_dict(), sort_keys=False))
+        ctl = run_dir / "control.jsonl"
+        if not ctl.exists():
+            os.close(os.open(ctl, os.O_WRONLY | os.O_CREAT, 0o600))
+        (run_dir / "trainer.pid").write_text(f"{os.getpid()}\n")
+    c.events = EventWriter(run_dir / "events.jsonl", enabled=main)
+    c.steering = Steering(run_dir / "control.jsonl", c.events, live_mod.live_from_config(c.cfg), c.apply_live,
+                          is_main=main, broadcast=c.dist.broadcast_objects if c.dist.enabled else None)
+    if resume is not None:
+        c.steering.live.update(resume["live"])
+        c.apply_live(resume["live"])
+        c.steering.restore(resume.get("answered", []), read_events(run_dir / "events.jsonl") if main else [])
+    else:
+        c.apply_live(c.steering.live)
+    if main:
+        meta = {
+            "name": c.cfg.name, "params": c.params, "device": str(c.device), "world_size": c.dist.world_size,
+            "data": c.data_desc, "synthetic": bool(c.data_desc.get("synthetic")),
+            "versions": {"python": platform.python_version(), "torch": torch.__version__, "segwatch": _version()},
+            "pid": os.getpid(), "host": socket.gethostname(), "started": time.time(), "argv": argv,
+            "resumed_from_epoch": resume["epoch"] if resume else None,
+        }
+        atomic_write_text(run_dir / "meta.json", json.dumps(meta, indent=2))
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+        return version("segwatch")
+    except Exception:  # noqa: BLE001 - running from a source tree without an install
+        return "source"
+
+
+def load_resume(run_dir: Path, device: torch.device) -> tuple[Config, dict]:
+    """Config and state of a run to resume; the last checkpoint must exist and be complete."""
+    path = run_dir / "checkpoints" / "last.pt"
+    if not path.exists():
+        raise ConfigError(f"--resume {run_dir}: no checkpoint at {path} (the run never finished an epoch)")
+    try:
+        state = ckpt.load(path, map_location=device)
+    except Exception as e:  # noqa: BLE001 - torn or foreign file: name it, exit 2
+        raise ConfigError(f"--resume {run_dir}: cannot load {path}: {type(e).__name__}: {e}") from None
+    cfg = from_dict(state["config"], source=f"{path} (config)")
+    return cfg, state
+
+
+def restore_state(c: Components, state: dict) -> None:
+    c.raw_model.load_state_dict(state["model"])
+    c.optimizer.load_state_dict(state["optimizer"])
+    ckpt.set_rng_state(state["rng"])
+    c.state = state
+
+
+def out(msg: str) -> None:
+    print(msg, flush=True, file=sys.stdout)

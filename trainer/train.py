@@ -1,0 +1,257 @@
+"""The training loop: a short ``train()`` over epochs plus ``train_step()``.
+
+Setup (data, model, optimizer, run directory, resume) lives in :mod:`trainer.setup`; this module
+only runs epochs, answers control commands between steps and writes the record.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import time
+from typing import Any
+
+import torch
+
+from trainer import checkpoint as ckpt
+from trainer.metrics import FScoreMeter
+from trainer.schedule import lr_at
+from trainer.setup import Components
+from trainer.steer import Requests
+
+
+class StopRun(Exception):
+    """Raised inside the loop when a stop command (or SIGTERM) asks the run to end."""
+
+
+class Trainer:
+    def __init__(self, c: Components):
+        self.c = c
+        self.cfg = c.cfg
+        self.live = c.steering.live  # shared dict: the steering object updates it
+        self.events = c.events
+        self.dist = c.dist
+        self.step = c.state.get("step", 0)  # optimizer steps taken so far
+        self.epoch = c.state.get("epoch", 0)  # last completed epoch
+        self.step_in_epoch = c.state.get("step_in_epoch", 0)
+        self.best_val_f = c.state.get("best_val_f", -1.0)
+        self.best_epoch = c.state.get("best_epoch", 0)
+        self.since_best = c.state.get("since_best", 0)
+        self.epoch_times: list[float] = list(c.state.get("epoch_times", []))
+        self.steps_per_epoch = c.steps_per_epoch
+        self.pending_aug: dict[str, Any] = {}
+        self.sigterm = False
+        self.skipped = 0
+        self.printer = None  # callable(str) for the per-epoch line on stdout
+
+    # --- schedule ---------------------------------------------------------------------------
+    def lr_for(self, step: int) -> float:
+        spe = self.steps_per_epoch
+        return lr_at(step, self.live["lr"], self.live["warmup_epochs"] * spe, self.live["epochs"] * spe,
+                     self.cfg.training.min_lr_ratio)
+
+    # --- control ----------------------------------------------------------------------------
+    def control_point(self) -> None:
+        """Called between optimizer steps (and during validation): apply new commands."""
+        req = self.c.steering.poll(self.epoch + 1, self.step)
+        self._handle(req)
+        while self.c.steering.paused:
+            time.sleep(0.1)
+            self._handle(self.c.steering.poll(self.epoch + 1, self.step))
+        if self.dist.any_flag(self.sigterm):
+            raise StopRun("SIGTERM")
+
+    def _handle(self, req: Requests) -> None:
+        for k in ("rotation", "scale_range", "hflip"):
+            if k in req.changed:
+                self.pending_aug[k] = req.changed[k]
+        if req.checkpoint:
+            self.save("last", mid_epoch=True)
+        if req.stop:
+            raise StopRun(req.stop)
+
+    # --- loop -------------------------------------------------------------------------------
+    def train(self) -> str:
+        """Run epochs until the (live) epoch count; returns the end reason."""
+        signal.signal(signal.SIGTERM, self._on_sigterm)
+        signal.signal(signal.SIGINT, self._on_sigterm)
+        reason = "completed"
+        try:
+            while self.epoch < self.live["epochs"]:
+                self.train_epoch(self.epoch + 1)
+                patience = self.live["patience"]
+                if patience and self.since_best >= patience:
+                    reason = "early_stop"
+                    break
+        except StopRun:
+            self.save("last", mid_epoch=True)
+            reason = "stopped"
+        return reason
+
+    def _on_sigterm(self, signum: int, frame: Any) -> None:
+        self.sigterm = True
+
+    def train_epoch(self, epoch: int) -> None:
+        c = self.c
+        t0 = time.perf_counter()
+        for k, v in self.pending_aug.items():
+            setattr(c.augment, k, tuple(v) if k == "scale_range" else v)
+        self.pending_aug.clear()
+        c.model.train()
+        loader = c.train_loader(epoch, self.step_in_epoch)
+        meter = FScoreMeter(device=c.device)
+        loss_sum = torch.zeros((), device=c.device)
+        n_ok, self.skipped = 0, 0
+        log_loss = torch.zeros((), device=c.device)
+        log_n, log_t, log_wait, log_samples = 0, time.perf_counter(), 0.0, 0
+        t_wait = time.perf_counter()
+        for images, masks in loader:
+            wait = time.perf_counter() - t_wait
+            self.control_point()
+            images = images.to(c.device, non_blocking=True)
+            masks = masks.to(c.device, non_blocking=True)
+            if c.channels_last:
+                images = images.contiguous(memory_format=torch.channels_last)
+            lr = self.lr_for(self.step)
+            loss, pred, ok = self.train_step(images, masks, lr)
+            self.step += 1
+            self.step_in_epoch += 1
+            if ok:
+                loss_sum += loss
+                log_loss += loss
+                n_ok += 1
+                log_n += 1
+                meter.update(pred, masks)
+            log_wait += wait
+            log_samples += images.shape[0] * self.dist.world_size
+            if self.step % self.cfg.training.log_every == 0 and self.dist.is_main:
+                dt = time.perf_counter() - log_t
+                self.events.emit(
+                    "step", epoch=epoch, step=self.step,
+                    loss=(log_loss / max(log_n, 1)).item() if log_n else float("nan"),
+                    lr=lr, gamma=self.live["gamma"], samples_per_s=round(log_samples / max(dt, 1e-9), 2),
+                    data_wait=round(log_wait / max(dt, 1e-9), 4),
+                )
+                log_loss.zero_()
+                log_n, log_t, log_wait, log_samples = 0, time.perf_counter(), 0.0, 0
+            if self.cfg.debug.step_delay:
+                time.sleep(self.cfg.debug.step_delay)
+            t_wait = time.perf_counter()
+        train = meter.compute(self.dist)
+        train_loss = self.dist.all_reduce_sum(torch.stack([loss_sum, torch.tensor(float(n_ok), device=c.device)]))
+        val = self.validate()
+        self.epoch = epoch
+        self.step_in_epoch = 0
+        epoch_time = time.perf_counter() - t0
+        self.epoch_times = (self.epoch_times + [epoch_time])[-5:]
+        improved = val["f"] > self.best_val_f and math.isfinite(val["f"])
+        if improved:
+            self.best_val_f, self.best_epoch, self.since_best = val["f"], epoch, 0
+        else:
+            self.since_best += 1
+        remaining = max(0, self.live["epochs"] - epoch)
+        if self.dist.is_main:
+            self.events.emit(
+                "epoch", epoch=epoch, step=self.step,
+                train_loss=(train_loss[0] / max(train_loss[1].item(), 1)).item(),
+                train_f=train["f"], val_loss=val["loss"], val_f=val["f"], pooled_f=val["pooled_f"],
+                per_class_f=val["per_class"], train_per_class_f=train["per_class"],
+                lr=self.lr_for(max(self.step - 1, 0)), gamma=self.live["gamma"], alpha=self.live["alpha"],
+                dropout=self.live["dropout"], epoch_time=round(epoch_time, 3),
+                eta_s=round(remaining * sum(self.epoch_times) / len(self.epoch_times), 1),
+                best_val_f=self.best_val_f, best_epoch=self.best_epoch, skipped_steps=self.skipped,
+                epochs=self.live["epochs"],
+            )
+            if self.printer:
+                self.printer(
+                    f"epoch {epoch}/{self.live['epochs']} | train loss {train_loss[0].item() / max(n_ok, 1):.4f} "
+                    f"F {train['f']:.4f} | val loss {val['loss']:.4f} F {val['f']:.4f} (best {self.best_val_f:.4f} "
+                    f"@{self.best_epoch}) | lr {self.live['lr']:.2e} | {epoch_time:.1f}s"
+                    + (f" | {self.skipped} steps skipped (non-finite)" if self.skipped else ""))
+        self.save("last")
+        if improved:
+            self.save("best")
+
+    def train_step(self, images: torch.Tensor, masks: torch.Tensor, lr: float) -> tuple[torch.Tensor, torch.Tensor, bool]:
+        """One optimizer step. Returns (detached loss, argmax prediction, whether it was applied).
+
+        A non-finite loss or gradient norm skips the step (the weights are never touched) and is
+        reported as a warning event.
+        """
+        c = self.c
+        for g in c.optimizer.param_groups:
+            g["lr"] = lr
+        with torch.autocast(device_type=c.device.type, dtype=torch.bfloat16, enabled=c.amp):
+            logits = c.model(images)
+            loss, _parts = c.loss_fn(logits, masks)
+        if self.cfg.debug.nan_at_step == self.step + 1:
+            loss = loss * float("nan")
+        c.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        clip = self.live["grad_clip"]
+        gnorm = torch.nn.utils.clip_grad_norm_(c.raw_model.parameters(), clip if clip > 0 else float("inf"))
+        ok = bool(torch.isfinite(loss.detach()).item() and torch.isfinite(gnorm).item())
+        if ok:
+            c.optimizer.step()
+        else:
+            c.optimizer.zero_grad(set_to_none=True)
+            self.skipped += 1
+            if self.dist.is_main:
+                self.events.emit("warning", code="nonfinite_loss", epoch=self.epoch + 1, step=self.step + 1,
+                                 message=f"non-finite loss or gradient at step {self.step + 1}: step skipped, weights unchanged",
+                                 loss=float(loss.detach().float().item()))
+        return loss.detach().float(), logits.detach().argmax(1), ok
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, Any]:
+        c = self.c
+        c.model.eval()
+        meter = FScoreMeter(device=c.device)
+        sums = torch.zeros(2, device=c.device)
+        for i, (images, masks) in enumerate(c.val_loader()):
+            if i % 4 == 0:
+                self.control_point()
+            images = images.to(c.device, non_blocking=True)
+            masks = masks.to(c.device, non_blocking=True)
+            if c.channels_last:
+                images = images.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(device_type=c.device.type, dtype=torch.bfloat16, enabled=c.amp):
+                logits = c.model(images)
+                loss, _ = c.loss_fn(logits, masks)
+            sums[0] += loss.float() * images.shape[0]
+            sums[1] += images.shape[0]
+            meter.update(logits.argmax(1), masks)
+        self.dist.all_reduce_sum(sums)
+        out = meter.compute(self.dist)
+        out["loss"] = (sums[0] / sums[1].clamp(min=1)).item()
+        c.model.train()
+        return out
+
+    # --- checkpoints ------------------------------------------------------------------------
+    def save(self, kind: str, mid_epoch: bool = False) -> None:
+        """Write checkpoints/<kind>.pt atomically (rank 0); never with non-finite weights."""
+        if not self.dist.is_main:
+            return
+        c = self.c
+        state = c.raw_model.state_dict()
+        if not ckpt.all_finite(state):
+            self.events.emit("warning", code="checkpoint_refused", epoch=self.epoch, step=self.step,
+                             message=f"{kind} checkpoint not written: the weights hold NaN/Inf")
+            return
+        payload = {
+            "model": state, "optimizer": c.optimizer.state_dict(),
+            "epoch": self.epoch, "step": self.step,
+            "step_in_epoch": self.step_in_epoch if mid_epoch else 0,
+            "best_val_f": self.best_val_f, "best_epoch": self.best_epoch, "since_best": self.since_best,
+            "epoch_times": self.epoch_times, "live": dict(self.live),
+            "answered": sorted(c.steering.answered), "config": c.resolved_config(),
+            "rng": ckpt.rng_state(), "params": c.params,
+        }
+        path = c.run_dir / "checkpoints" / f"{kind}.pt"
+        try:
+            ckpt.save(path, payload)
+        except OSError as e:
+            self.events.emit("warning", code="checkpoint_failed", epoch=self.epoch, step=self.step,
+                             message=f"could not write {path.name}: {e.strerror or e}; the previous {kind} checkpoint is intact")
+            return
+        self.events.emit("checkpoint", kind=kind, path=f"checkpoints/{kind}.pt", epoch=self.epoch, step=self.step)
