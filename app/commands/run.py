@@ -1,0 +1,192 @@
+"""`segwatch run`, `segwatch attach`, `segwatch resume`: start or find runs, open the cockpit.
+
+The cockpit (Textual) is imported only when it opens; with ``--headless`` or when stdout is not
+a terminal, one line per epoch per run is printed instead (app.headless).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from app import launch
+from app.health import RulesError, load_rules
+from app.runlib import Run, RunNotFound, default_runs_dir, list_runs, resolve_run
+from trainer.config import ConfigError, load_config
+
+ALIVE = ("starting", "running", "paused")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "run", help="start trainers (one per config, in parallel) and open the cockpit",
+        description="Start one trainer per CONFIG in the background (each in its own process session: "
+        "quitting the cockpit or losing the SSH connection never stops them), then watch them live.",
+    )
+    p.add_argument("configs", nargs="+", metavar="CONFIG", help="YAML config file(s), e.g. configs/lmsa_focal.yaml")
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key for every run (repeatable), e.g. --set training.epochs=50")
+    p.add_argument("--name", help="run name (default: the config's name); with several configs NAME-<config name>")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument("--same-gpu", action="store_true",
+                   help="let all runs share the visible GPUs (default: one GPU per run when several are visible)")
+    _view_options(p)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser(
+        "attach", help="open the cockpit on existing runs (running or finished)",
+        description="Watch runs that are already there, with their whole history, whoever started them. "
+        "Without RUN: every running run under the runs folder.",
+    )
+    p.add_argument("runs", nargs="*", metavar="RUN", help="run name (under --runs-dir) or run directory")
+    _view_options(p)
+    p.set_defaults(func=cmd_attach)
+
+    if "resume" in sub.choices:
+        # app.commands.control registered `resume` (continue a paused run): extend it, so one verb
+        # continues a run whatever its state: paused -> resume command, ended -> restart from the
+        # last checkpoint and attach.
+        p = sub.choices["resume"]
+        p.description = (p.description or "") + " A stopped or crashed run is restarted from its last checkpoint."
+        _add_missing(p, "--device", choices=("auto", "cpu", "cuda"), default="auto", help="device for a restarted run")
+        _view_options(p, skip_existing=True)
+        p.set_defaults(func=_combined_resume(p.get_default("func")))
+    else:
+        p = sub.add_parser("resume", help="restart a stopped or crashed run from its last checkpoint and attach")
+        p.add_argument("run", metavar="RUN")
+        p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+        _view_options(p)
+        p.set_defaults(func=cmd_resume)
+
+
+def _add_missing(p: argparse.ArgumentParser, flag: str, **kw: Any) -> None:
+    if flag not in p._option_string_actions:
+        p.add_argument(flag, **kw)
+
+
+def _view_options(p: argparse.ArgumentParser, skip_existing: bool = False) -> None:
+    add = (lambda flag, **kw: _add_missing(p, flag, **kw)) if skip_existing else p.add_argument
+    add("--runs-dir", default=None, metavar="DIR", help="folder of runs ($SEGWATCH_RUNS or ./runs)")
+    add("--headless", action="store_true",
+        help="no TUI: one line per epoch per run (automatic when stdout is not a terminal)")
+    add("--interval", type=float, default=None, metavar="S",
+        help="seconds between reads of the records (default 0.25 in the TUI, 2 headless)")
+    add("--no-gpu", action="store_true", help="do not query GPU utilisation (nvidia-ml-py)")
+
+
+def _err(msg: str, code: int = 2) -> int:
+    print(f"segwatch: {msg}", file=sys.stderr)
+    return code
+
+
+def _runs_dir(args: argparse.Namespace) -> Path:
+    return Path(args.runs_dir) if getattr(args, "runs_dir", None) else default_runs_dir()
+
+
+def rules_for(health: Any, source: str) -> Any:
+    return load_rules(overrides=health or None, source=source)
+
+
+def thresholds_of(rules: Any) -> dict | None:
+    try:
+        m, t = rules.milestones, rules.thresholds
+        return {"milestones": ((m.early_val_f_epoch, t.early_val_f_healthy), (m.mid_val_f_epoch, t.mid_val_f_healthy)),
+                "target": t.late_success}
+    except AttributeError:
+        return None
+
+
+def open_views(runs: list[Run], rules: list[Any], args: argparse.Namespace, specs: list = ()) -> int:
+    headless = getattr(args, "headless", False) or not sys.stdout.isatty()
+    if headless:
+        from app.headless import follow
+
+        return follow(runs, rules, interval=args.interval or 2.0, specs=specs)
+    from app.tui.app import SegwatchApp
+
+    app = SegwatchApp(runs, rules, specs=specs, interval=args.interval or 0.25, gpu=not args.no_gpu,
+                      runs_dir=str(_runs_dir(args)), thresholds=[thresholds_of(r) for r in rules])
+    app.run()
+    return app.return_code or 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    runs_dir = _runs_dir(args)
+    try:
+        rules = []
+        for c in args.configs:  # validate everything before starting anything
+            cfg = load_config(c, args.sets)
+            rules.append(rules_for(cfg.health, c))
+        specs = launch.plan_runs(args.configs, args.sets, runs_dir=runs_dir, name=args.name,
+                                 device=args.device, share_gpu=args.same_gpu)
+    except (ConfigError, RulesError) as e:
+        return _err(str(e))
+    for s in specs:
+        launch.start(s)
+        gpu = f" on GPU {s.gpus}" if s.gpus is not None else ""
+        print(f"segwatch: started {s.name} in {s.run_dir}{gpu} (supervisor pid {s.pid})", file=sys.stderr)
+    runs = [Run(s.run_dir) for s in specs]
+    return open_views(runs, rules, args, specs)
+
+
+def _run_rules(run: Run) -> Any:
+    try:
+        return rules_for(run.state.config.get("health"), str(run.path / "config.yaml"))
+    except RulesError as e:
+        print(f"segwatch: {e}; using the default health rules", file=sys.stderr)
+        return load_rules()
+
+
+def cmd_attach(args: argparse.Namespace) -> int:
+    runs_dir = _runs_dir(args)
+    if args.runs:
+        try:
+            dirs = [resolve_run(a, runs_dir) for a in args.runs]
+        except RunNotFound as e:
+            return _err(str(e))
+        runs = [Run(d) for d in dirs]
+    else:
+        runs = []
+        for d in list_runs(runs_dir):
+            r = Run(d)
+            r.refresh()
+            if r.state.status in ALIVE and r.process_alive() is not False:
+                runs.append(r)
+        if not runs:
+            names = [d.name for d in list_runs(runs_dir)]
+            hint = f"; name one: segwatch attach {names[-1]}" if names else ""
+            return _err(f"no running run under {runs_dir}{hint}", 1)
+    return open_views(runs, [_run_rules(r) for r in runs], args)
+
+
+def cmd_resume(args: argparse.Namespace, fallback: Any = None) -> int:
+    try:
+        d = resolve_run(args.run, _runs_dir(args))
+    except RunNotFound as e:
+        return _err(str(e))
+    run = Run(d)
+    run.refresh()
+    status = run.state.status
+    if status in ALIVE and run.process_alive() is not False:
+        if status == "paused" and fallback is not None:
+            return fallback(args)  # the control verb: send `resume` to the paused trainer
+        if status == "paused":
+            run.send("resume", reason="segwatch resume", source="cli")
+        print(f"segwatch: {run.name} is {status}; attaching", file=sys.stderr)
+        return open_views([run], [_run_rules(run)], args)
+    if status == "finished":
+        return _err(f"{run.name} finished all its epochs; to train longer, start a new run", 2)
+    if not (d / "checkpoints" / "last.pt").exists():
+        return _err(f"{run.name} has no checkpoint to resume from ({d / 'checkpoints' / 'last.pt'} is missing)")
+    spec = launch.start(launch.resume_spec(d, device=getattr(args, "device", "auto") or "auto"))
+    print(f"segwatch: resuming {run.name} from its last checkpoint (supervisor pid {spec.pid})", file=sys.stderr)
+    return open_views([Run(d)], [_run_rules(run)], args, [spec])
+
+
+def _combined_resume(control_func: Any) -> Any:
+    def func(args: argparse.Namespace) -> int:
+        return cmd_resume(args, fallback=control_func)
+
+    return func

@@ -1,0 +1,137 @@
+"""`--headless` (and whenever stdout is not a terminal): one readable line per epoch per run.
+
+For nohup and CI logs: no TUI, no colour codes, a flush after every line. Each epoch line says
+the run's health status for that epoch (the rules of its phase) and what is wrong, if anything;
+adjustments that get answered and status changes (paused, crashed with its reason and the last
+lines of stderr, finished) get a line too. Returns when every run has ended (0, or 1 if one
+crashed); Ctrl-C / SIGTERM detach and leave the trainers running.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import time
+from typing import Any, Sequence, TextIO
+
+from app.health import evaluate
+from app.snapshot import OVER, fmt_duration
+from trainer.live import format_value
+
+
+def _f(v: Any, nd: int = 3) -> str:
+    return f"{v:.{nd}f}" if isinstance(v, (int, float)) and not isinstance(v, bool) else "-"
+
+
+def epoch_line(name: str, ev: dict, verdict: Any, total: int | None, width: int = 0) -> str:
+    e = ev.get("epoch")
+    bad = [s for s in verdict.signals if s.state in ("warning", "failed")]
+    eta = f"  ETA {fmt_duration(ev['eta_s'])}" if isinstance(ev.get("eta_s"), (int, float)) else ""
+    line = (
+        f"{time.strftime('%H:%M:%S', time.localtime(ev.get('t') or time.time()))} {name:<{width}} "
+        f"epoch {e}/{total or ev.get('epochs') or '?'} {verdict.status.upper():<6} {verdict.phase:<6} "
+        f"val F {_f(ev.get('val_f'))} (best {_f(ev.get('best_val_f'))}@{ev.get('best_epoch', '-')}) "
+        f"train F {_f(ev.get('train_f'))}  loss {_f(ev.get('train_loss'))}/{_f(ev.get('val_loss'))}  "
+        f"lr {format_value(ev['lr']) if isinstance(ev.get('lr'), float) else '-'} "
+        f"gamma {format_value(ev['gamma']) if ev.get('gamma') is not None else '-'}{eta}"
+    )
+    if bad:
+        line += "  | " + "; ".join(f"{'FAILED ' if s.state == 'failed' else ''}{s.label}: {s.detail}" for s in bad)
+        if verdict.actions:
+            line += f" -> suggest {verdict.actions[0].preset}"
+    return line
+
+
+class Follower:
+    """Prints what is new in each run; ``poll()`` once per interval."""
+
+    def __init__(self, runs: Sequence[Any], rules: Sequence[Any], out: TextIO):
+        self.runs, self.rules, self.out = list(runs), list(rules), out
+        self.printed: list[set] = [set() for _ in runs]
+        self.status: list[str | None] = [None] * len(runs)
+        self.answered: list[set] = [set() for _ in runs]
+        self.warned: list[int] = [0] * len(runs)
+        self.width = max([len(r.state.name or r.name) for r in runs] + [4])
+
+    def say(self, text: str) -> None:
+        self.out.write(text + "\n")
+        self.out.flush()
+
+    def poll(self) -> None:
+        for i, run in enumerate(self.runs):
+            try:
+                run.refresh()
+            except Exception as e:  # keep following the others
+                self.say(f"{run.name}: cannot read the record: {type(e).__name__}: {e}")
+                continue
+            self._report(i, run)
+
+    def _report(self, i: int, run: Any) -> None:
+        st = run.state
+        name = st.name or run.name
+        history = st.history()
+        for k, ev in enumerate(history):
+            e = ev.get("epoch")
+            if e in self.printed[i]:
+                continue
+            self.printed[i].add(e)
+            upto = [w for w in st.warnings if (w.get("epoch") or 0) <= e]
+            v = evaluate(history[:k + 1], self.rules[i], live=st.live, total_epochs=st.total_epochs, warnings=upto,
+                         run_state="running")
+            self.say(epoch_line(name, ev, v, st.total_epochs, self.width))
+        for w in st.warnings[self.warned[i]:] if self.warned[i] <= len(st.warnings) else []:
+            self.say(f"{'':8} {name:<{self.width}} warning {w.get('code')}: {w.get('message', '')}")
+        self.warned[i] = len(st.warnings)
+        for a in st.adjustments:
+            if a.status != "pending" and a.id not in self.answered[i]:
+                self.answered[i].add(a.id)
+                self.say(f"{'':8} {name:<{self.width}} adjustment {a.summary()}"
+                         + (f" at step {a.answer_step}" if a.status == "applied" and a.answer_step else "")
+                         + (f" ({a.reason})" if a.reason else ""))
+        s = st.status
+        if s != self.status[i]:
+            self.status[i] = s
+            if s == "crashed":
+                self.say(f"{'':8} {name:<{self.width}} CRASHED: {st.crash_reason}")
+                for line in st.stderr_tail(5):
+                    self.say(f"{'':8} {name:<{self.width}}   stderr: {line}")
+            elif s != "running" or len(history) == 0:
+                self.say(f"{'':8} {name:<{self.width}} {st.status_detail()}")
+
+    def all_over(self) -> bool:
+        return all(r.state.status in OVER for r in self.runs)
+
+    def crashed(self) -> bool:
+        return any(r.state.status == "crashed" for r in self.runs)
+
+
+def follow(runs: Sequence[Any], rules: Sequence[Any], *, interval: float = 1.0, out: TextIO | None = None,
+           specs: Sequence[Any] = (), timeout: float | None = None) -> int:
+    from app.launch import reap
+
+    out = out or sys.stdout
+    f = Follower(runs, rules, out)
+    stop = {"why": None}
+
+    def detach(signum, _frame):
+        stop["why"] = signal.Signals(signum).name
+
+    old = {s: signal.signal(s, detach) for s in (signal.SIGTERM,)}
+    deadline = None if timeout is None else time.monotonic() + timeout
+    try:
+        while True:
+            f.poll()
+            reap(specs)
+            if f.all_over():
+                break
+            if stop["why"] or (deadline and time.monotonic() > deadline):
+                raise KeyboardInterrupt
+            time.sleep(interval)
+    except KeyboardInterrupt:
+        live = [r.state.name or r.name for r in runs if r.state.status not in OVER]
+        f.say(f"segwatch: detached; still training: {' '.join(live) or 'none'}")
+        return 0
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+    return 1 if f.crashed() else 0

@@ -1,0 +1,168 @@
+"""Starting trainers that outlive the monitor.
+
+Each trainer runs under ``python -m app.supervise RUN_DIR -- python -m trainer ...`` in its own
+process session (``start_new_session=True``): a closed terminal, a dropped SSH connection or a
+crash of the TUI sends it nothing. Argument lists only, never a shell. No torch here: GPUs are
+counted with ``nvidia-smi -L`` (or read from CUDA_VISIBLE_DEVICES).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+from trainer.config import ConfigError, load_config
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+_NAME_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
+
+
+@dataclass
+class LaunchSpec:
+    """One trainer to start: where its run directory goes and how it is started."""
+
+    config: Path
+    run_dir: Path
+    name: str
+    trainer_args: list[str]
+    gpus: str | None = None  # CUDA_VISIBLE_DEVICES for this run, None = inherit
+    nproc: int = 1
+    pid: int | None = None  # of the supervisor, once started
+    proc: subprocess.Popen | None = field(default=None, repr=False)
+
+
+def visible_gpus(env: dict | None = None) -> list[str]:
+    """GPU ids this process may use: CUDA_VISIBLE_DEVICES if set, else ``nvidia-smi -L``."""
+    env = os.environ if env is None else env
+    cvd = env.get("CUDA_VISIBLE_DEVICES")
+    if cvd is not None:
+        return [g.strip() for g in cvd.split(",") if g.strip() and g.strip() != "-1"]
+    exe = shutil.which("nvidia-smi")
+    if not exe:
+        return []
+    try:
+        out = subprocess.run([exe, "-L"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [m.group(1) for m in re.finditer(r"^GPU (\d+):", out, re.M)]
+
+
+def assign_gpus(nprocs: Sequence[int], gpus: Sequence[str], share: bool = False) -> list[str | None]:
+    """Give each run its own GPU(s) when there are enough; otherwise (or when ``share``) inherit.
+
+    ``nprocs[i]`` is the number of GPUs run i needs (its ``training.nproc_per_node``).
+    """
+    if share or len(gpus) < 2 or len(nprocs) < 2:
+        return [None] * len(nprocs)
+    out: list[str | None] = []
+    pos = 0
+    for n in nprocs:
+        if n >= len(gpus):
+            out.append(None)  # needs every GPU: inherit them all
+            continue
+        # disjoint while there are enough GPUs, then round-robin (those runs share)
+        out.append(",".join(gpus[(pos + k) % len(gpus)] for k in range(n)))
+        pos += n
+    return out
+
+
+def reserve_run_dir(runs_dir: Path, name: str) -> Path:
+    """Create ``runs_dir/name`` (or ``name-2``, ``name-3``...) atomically and return it."""
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    for i in range(1, 10_000):
+        cand = runs_dir / (name if i == 1 else f"{name}-{i}")
+        try:
+            cand.mkdir()
+        except FileExistsError:
+            continue
+        return cand
+    raise RuntimeError(f"no free run directory for {name!r} under {runs_dir}")
+
+
+def plan_runs(configs: Sequence[str | Path], sets: Sequence[str] = (), *, runs_dir: Path,
+              name: str | None = None, device: str = "auto", share_gpu: bool = False,
+              env: dict | None = None) -> list[LaunchSpec]:
+    """Validate every config (ConfigError on the first bad one), reserve run directories.
+
+    Nothing is created until every config has validated.
+    """
+    if name is not None and not _NAME_OK.match(name):
+        raise ConfigError(f"--name {name!r}: use letters, digits, '.', '_', '+' or '-' (no '/')")
+    loaded = []
+    for c in configs:
+        path = Path(c)
+        cfg = load_config(path, list(sets))
+        loaded.append((path, cfg))
+    names = []
+    for path, cfg in loaded:
+        if name and len(loaded) > 1:
+            names.append(f"{name}-{cfg.name}")
+        else:
+            names.append(name or cfg.name)
+    gpus = visible_gpus(env) if device != "cpu" else []
+    nprocs = [cfg.training.nproc_per_node for _, cfg in loaded]
+    assigned = assign_gpus(nprocs, gpus, share=share_gpu)
+    specs = []
+    for (path, cfg), nm, g, n in zip(loaded, names, assigned, nprocs):
+        run_dir = reserve_run_dir(Path(runs_dir), nm)
+        args = ["--config", str(path.resolve())]
+        for s in sets:
+            args += ["--set", s]
+        args += ["--set", f"name={run_dir.name}", "--run-dir", str(run_dir.resolve()), "--device", device]
+        specs.append(LaunchSpec(path, run_dir, run_dir.name, args, g, n))
+    return specs
+
+
+def resume_spec(run_dir: Path, device: str = "auto") -> LaunchSpec:
+    run_dir = Path(run_dir)
+    args = ["--resume", str(run_dir.resolve()), "--device", device]
+    return LaunchSpec(run_dir / "config.yaml", run_dir, run_dir.name, args)
+
+
+def child_env(spec: LaunchSpec, base: dict | None = None) -> dict:
+    env = dict(os.environ if base is None else base)
+    # the children must import app/ and trainer/ even when segwatch is not pip-installed
+    pp = env.get("PYTHONPATH", "")
+    env["PYTHONPATH"] = str(PROJECT_ROOT) + (os.pathsep + pp if pp else "")
+    env["PYTHONUNBUFFERED"] = "1"
+    if spec.gpus is not None:
+        env["CUDA_VISIBLE_DEVICES"] = spec.gpus
+    return env
+
+
+def supervise_argv(spec: LaunchSpec, python: str | None = None) -> list[str]:
+    py = python or sys.executable
+    return [py, "-m", "app.supervise", str(spec.run_dir.resolve()), "--", py, "-m", "trainer", *spec.trainer_args]
+
+
+def start(spec: LaunchSpec, python: str | None = None, argv: list[str] | None = None) -> LaunchSpec:
+    """Start the supervised trainer in its own session; returns at once.
+
+    The supervisor's own output (normally nothing) goes to ``supervisor.log`` in the run
+    directory; the trainer's goes to stdout.log / stderr.log (written by app.supervise).
+    """
+    spec.run_dir.mkdir(parents=True, exist_ok=True)
+    log = open(spec.run_dir / "supervisor.log", "ab")
+    try:
+        spec.proc = subprocess.Popen(
+            argv or supervise_argv(spec, python),
+            stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+            env=child_env(spec), cwd=os.getcwd(), start_new_session=True, close_fds=True,
+        )
+    finally:
+        log.close()
+    spec.pid = spec.proc.pid
+    return spec
+
+
+def reap(specs: Sequence[LaunchSpec]) -> None:
+    """Collect exited supervisors so they do not linger as zombies while the monitor runs."""
+    for s in specs:
+        if s.proc is not None and s.proc.returncode is None:
+            s.proc.poll()

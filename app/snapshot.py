@@ -1,0 +1,209 @@
+"""An immutable picture of one run, built off the UI thread, drawn by the UI thread.
+
+The watcher thread owns the ``Run`` objects (app.runlib); after each refresh it builds a
+:class:`RunView` (plain values and copies, nothing shared with the Run) and hands it over, so
+widgets never read state that another thread is mutating. Pure Python: no Textual, no torch;
+the headless mode uses it too.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+from app.health import evaluate
+
+OVER = ("finished", "early_stop", "stopped", "crashed")
+MAX_PLOT_POINTS = 240
+
+
+@dataclass(frozen=True)
+class AdjustView:
+    id: str
+    cmd: str
+    values: dict
+    reason: str
+    source: str
+    sent_t: float
+    status: str  # pending | applied | refused
+    changes: dict
+    answer_epoch: Any
+    answer_step: Any
+    answer_reason: str
+
+
+@dataclass(frozen=True)
+class RunView:
+    index: int
+    run_dir: str
+    name: str
+    status: str
+    status_detail: str
+    colour: str  # green | yellow | red
+    phase: str
+    summary: str
+    epoch: int  # last completed epoch
+    total_epochs: int
+    progress: float  # 0..1, includes the epoch in progress
+    eta_at: float | None  # unix time the run should end
+    samples_per_s: float | None
+    step: int | None
+    last: dict | None  # the latest epoch event
+    best_val_f: float | None
+    best_epoch: int | None
+    live: dict
+    signals: tuple = ()
+    actions: tuple = ()
+    loss_steps: tuple = ((), ())  # (x in epochs, train loss) from step events
+    train_loss: tuple = ((), ())
+    val_loss: tuple = ((), ())
+    val_f: tuple = ((), ())
+    train_f: tuple = ((), ())
+    per_class: tuple = ()  # latest epoch, 19 values (None = absent)
+    per_class_prev: tuple = ()
+    by_epoch: dict = field(default_factory=dict)  # epoch -> (val_f, per_class_f), for compare
+    adjustments: tuple = ()
+    warnings: tuple = ()  # the last few warning events
+    warning_counts: dict = field(default_factory=dict)
+    exit_info: dict | None = None
+    crash_reason: str = ""
+    stderr_tail: tuple = ()
+    gpu: dict | None = None
+    built_t: float = 0.0
+
+    @property
+    def over(self) -> bool:
+        return self.status in OVER
+
+
+def downsample(xs: Sequence, ys: Sequence, n: int = MAX_PLOT_POINTS) -> tuple[tuple, tuple]:
+    """At most ``n`` points: buckets averaged, the first and last point always kept."""
+    pts = [(x, y) for x, y in zip(xs, ys) if y is not None]
+    if len(pts) <= n:
+        return tuple(p[0] for p in pts), tuple(p[1] for p in pts)
+    size = len(pts) / (n - 1)
+    ox, oy = [], []
+    for b in range(n - 1):
+        chunk = pts[int(b * size):max(int((b + 1) * size), int(b * size) + 1)]
+        ox.append(sum(p[0] for p in chunk) / len(chunk))
+        oy.append(sum(p[1] for p in chunk) / len(chunk))
+    ox.append(pts[-1][0])
+    oy.append(pts[-1][1])
+    return tuple(ox), tuple(oy)
+
+
+def _adjust_view(a: Any) -> AdjustView:
+    g = (lambda k, d=None: getattr(a, k, d)) if not isinstance(a, dict) else (lambda k, d=None: a.get(k, d))
+    return AdjustView(
+        id=str(g("id", "")), cmd=str(g("cmd", "")), values=dict(g("values") or {}), reason=g("reason") or "",
+        source=g("source") or "", sent_t=g("sent_t") or 0.0, status=g("status") or "pending",
+        changes=dict(g("changes") or {}), answer_epoch=g("answer_epoch"), answer_step=g("answer_step"),
+        answer_reason=g("answer_reason") or "",
+    )
+
+
+def _verdict(history: list, state: Any, rules: Any) -> Any:
+    try:
+        return evaluate(history, rules, live=dict(state.live or {}), run_state=state.status,
+                        total_epochs=state.total_epochs, warnings=list(state.warnings or ()))
+    except Exception as e:  # a rules bug must not take the cockpit down
+        return _Fallback(summary=f"health rules failed: {type(e).__name__}: {e}")
+
+
+@dataclass
+class _Fallback:
+    summary: str
+    phase: str = "?"
+    status: str = "yellow"
+    signals: tuple = ()
+    actions: tuple = ()
+
+
+def build_view(index: int, run: Any, rules: Any, gpu: dict | None = None, verdict: Any = None) -> RunView:
+    """Snapshot a refreshed ``Run``; call it on the thread that owns the run."""
+    st = run.state
+    history = list(st.history())
+    v = verdict if verdict is not None else _verdict(history, st, rules)
+    last = history[-1] if history else None
+    start = st.start or {}
+    spe = start.get("steps_per_epoch") or 0
+    total = st.total_epochs or start.get("epochs") or 0
+    done = last["epoch"] if last else int(start.get("resume_epoch") or 0)
+    progress = 0.0
+    ls = st.last_step
+    if total:
+        frac = 0.0
+        if ls and spe and ls.get("epoch", 0) > done:
+            base = last["step"] if last and last.get("step") is not None else done * spe
+            frac = min(max((ls.get("step", 0) - base) / spe, 0.0), 1.0)
+        progress = min((done + frac) / total, 1.0)
+    eta_at = None
+    if last and last.get("eta_s") is not None and st.status in ("running", "paused", "starting"):
+        eta_at = last.get("t", time.time()) + last["eta_s"]
+    steps = list(st.steps or ())
+    sx = [_pt(p, "step", 0) / spe if spe else _pt(p, "epoch", 0) for p in steps]
+    sy = [_pt(p, "loss") for p in steps]
+    ex = [h["epoch"] for h in history]
+    status = st.status
+    colour = "red" if status == "crashed" else (getattr(v, "status", None) or "green")
+    try:
+        tail = tuple(run.state.stderr_tail(8)) if status == "crashed" else ()
+    except Exception:
+        tail = ()
+    warns = list(st.warnings or ())
+    return RunView(
+        index=index, run_dir=str(getattr(run, "path", "")), name=st.name or getattr(run, "name", "?"), status=status,
+        status_detail=_safe(st.status_detail), colour=colour, phase=getattr(v, "phase", "?") or "?",
+        summary=getattr(v, "summary", "") or "", epoch=done, total_epochs=total, progress=progress,
+        eta_at=eta_at, samples_per_s=(ls or {}).get("samples_per_s"), step=(ls or {}).get("step"),
+        last=dict(last) if last else None, best_val_f=st.best_val_f, best_epoch=st.best_epoch,
+        live=dict(st.live or {}), signals=tuple(getattr(v, "signals", ()) or ()),
+        actions=tuple(getattr(v, "actions", ()) or ()),
+        loss_steps=downsample(sx, sy), train_loss=downsample(ex, [h.get("train_loss") for h in history]),
+        val_loss=downsample(ex, [h.get("val_loss") for h in history]),
+        val_f=downsample(ex, [h.get("val_f") for h in history]),
+        train_f=downsample(ex, [h.get("train_f") for h in history]),
+        per_class=tuple(last.get("per_class_f") or ()) if last else (),
+        per_class_prev=tuple(history[-2].get("per_class_f") or ()) if len(history) > 1 else (),
+        by_epoch={h["epoch"]: (h.get("val_f"), tuple(h.get("per_class_f") or ())) for h in history},
+        adjustments=tuple(_adjust_view(a) for a in (st.adjustments or ())[-50:]),
+        warnings=tuple(dict(w) for w in warns[-5:]), warning_counts=dict(st.warning_counts or {}),
+        exit_info=dict(st.exit_info) if st.exit_info else None, crash_reason=st.crash_reason or "",
+        stderr_tail=tail, gpu=gpu, built_t=time.time(),
+    )
+
+
+def _pt(p: Any, key: str, default: Any = None) -> Any:
+    """A step point's field: runlib's StepPoint (a NamedTuple) or a plain step event."""
+    return p.get(key, default) if isinstance(p, dict) else getattr(p, key, default)
+
+
+def _safe(fn: Any) -> str:
+    try:
+        return fn() if callable(fn) else str(fn or "")
+    except Exception:
+        return ""
+
+
+def undo_target(adjustments: Sequence[AdjustView]) -> AdjustView | None:
+    """The latest applied ``set`` that is not itself an undo and has not been undone."""
+    undone = {a.reason.split()[1] for a in adjustments if a.reason.startswith("undo ") and len(a.reason.split()) > 1}
+    for a in reversed(adjustments):
+        if a.cmd == "set" and a.status == "applied" and a.changes and not a.reason.startswith("undo ") \
+                and a.id not in undone and a.id[:8] not in undone:
+            return a
+    return None
+
+
+def fmt_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "–"
+    s = max(int(seconds), 0)
+    h, rem = divmod(s, 3600)
+    m, s = divmod(rem, 60)
+    if h:
+        return f"{h}h{m:02d}m"
+    if m:
+        return f"{m}m{s:02d}s"
+    return f"{s}s"

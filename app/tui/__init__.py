@@ -1,0 +1,1 @@
+"""The Textual cockpit (``segwatch run`` / ``attach`` / ``resume``). Never imports torch."""

@@ -1,0 +1,199 @@
+"""What the keys do. A mixin of SegwatchApp, kept apart so app.py stays about wiring.
+
+Every command goes through the watcher thread (``Watcher.submit``): the key handler only says
+what it sends (old -> new) and returns; the adjustment log shows it pending until the trainer
+answers. Nothing here blocks the screen.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import Future
+from typing import TYPE_CHECKING, Any
+
+from textual.message import Message
+
+from app.health import resolve_preset
+from app.snapshot import RunView, undo_target
+from trainer.live import validate
+
+from .screens.confirm import ConfirmDialog
+from .screens.help import HelpScreen
+from .screens.quit_dialog import QuitDialog
+from .widgets.base import changes_text
+from .widgets.health_panel import _g, action_values
+
+if TYPE_CHECKING:
+    from .watcher import Watcher
+
+PRESET_LABELS = {
+    "lr_down": "LR x0.6", "lr_up": "LR x1.6", "gamma_down": "gamma -0.5", "gamma_up": "gamma +0.5",
+    "unstable": "unstable preset", "overfitting": "overfitting preset", "underfitting": "underfitting preset",
+}
+
+
+class CommandDone(Message):
+    """The watcher thread wrote (or refused to write) a command."""
+
+    def __init__(self, index: int, what: str, error: str | None) -> None:
+        super().__init__()
+        self.index, self.what, self.error = index, what, error
+
+
+class CockpitActions:
+    """Mixed into SegwatchApp: needs ``watcher``, ``views``, ``rules``, ``selected``."""
+
+    watcher: "Watcher"
+    views: dict[int, RunView]
+    rules: list[Any]
+    selected: int
+
+    # --- helpers ------------------------------------------------------------------------
+    def _view(self) -> RunView | None:
+        return self.views.get(self.selected)
+
+    def _live_view(self, what: str) -> RunView | None:
+        v = self._view()
+        if v is None:
+            self.notify("No data from this run yet.", severity="warning")
+            return None
+        if v.over:
+            self.notify(f"{v.name} is {v.status}: nothing to {what}.", severity="warning")
+            return None
+        return v
+
+    def send(self, index: int, cmd: str, values: dict | None = None, reason: str = "") -> Future | None:
+        v = self.views.get(index)
+        name = v.name if v else f"run {index + 1}"
+        what = f"set {changes_text({}, values, v.live if v else {})}" if cmd == "set" else cmd
+        fut = self.watcher.submit(index, cmd, values, reason)
+        self.notify(f"{name}: {what} — sent, pending", title="adjustment", timeout=4)
+
+        def done(f: Future) -> None:  # runs on the watcher thread: post, never touch widgets
+            err = None if f.exception() is None else str(f.exception())
+            self.post_message(CommandDone(index, what, err))
+
+        fut.add_done_callback(done)
+        return fut
+
+    def on_command_done(self, msg: CommandDone) -> None:
+        if msg.error:
+            v = self.views.get(msg.index)
+            self.notify(f"{v.name if v else msg.index + 1}: not sent: {msg.error}", severity="error", timeout=8)
+
+    def send_set(self, values: dict, reason: str) -> None:
+        v = self._live_view("adjust")
+        if v is None:
+            return
+        if not values:
+            self.notify(f"{reason}: nothing would change.", severity="warning")
+            return
+        clean, problem = validate(values, v.live, min(v.epoch + 1, v.total_epochs or v.epoch + 1))
+        if problem:
+            self.notify(f"{v.name}: {reason}: not sent: {problem}", severity="error", timeout=8)
+            return
+        values = clean
+        same = {k: x for k, x in values.items() if v.live.get(k) == x}
+        if same and len(same) == len(values):
+            self.notify(f"{reason}: already in force ({changes_text({}, values, v.live)}).", severity="warning")
+            return
+        self.send(v.index, "set", values, reason)
+
+    # --- keys -----------------------------------------------------------------------------
+    def action_select(self, n: int) -> None:
+        if 0 <= n < len(self.watcher.runs):
+            self.selected = n
+
+    def action_next_run(self) -> None:
+        self.selected = (self.selected + 1) % max(len(self.watcher.runs), 1)
+
+    def action_prev_run(self) -> None:
+        self.selected = (self.selected - 1) % max(len(self.watcher.runs), 1)
+
+    def action_preset(self, name: str) -> None:
+        v = self._live_view("adjust")
+        if v is None:
+            return
+        try:
+            values = resolve_preset(name, v.live, self.rules[v.index])
+        except Exception as e:
+            self.notify(f"preset {name}: {e}", severity="error")
+            return
+        self.send_set(values, f"preset: {name}")
+
+    def action_apply_suggestion(self) -> None:
+        v = self._live_view("adjust")
+        if v is None:
+            return
+        if not v.actions:
+            self.notify(f"{v.name}: the health rules suggest nothing now ({v.colour}).")
+            return
+        act = v.actions[0]
+        values = action_values(act)
+        preset = str(_g(act, "preset", "") or "")
+        if preset == "stop":
+            self.action_stop_run()
+            return
+        if not values:
+            self.notify(f"{_g(act, 'text', preset)} — advice only, nothing to send.", severity="warning", timeout=8)
+            return
+        self.send_set(values, f"suggested: {preset or _g(act, 'signal_id', '')}")
+
+    def action_undo(self) -> None:
+        v = self._live_view("undo")
+        if v is None:
+            return
+        target = undo_target(v.adjustments)
+        if target is None:
+            self.notify(f"{v.name}: no applied adjustment to undo.", severity="warning")
+            return
+        values = {k: pair[0] for k, pair in target.changes.items() if isinstance(pair, (list, tuple))}
+        self.send_set(values, f"undo {target.id}")
+
+    def action_pause_resume(self) -> None:
+        v = self._live_view("pause")
+        if v is not None:
+            self.send(v.index, "resume" if v.status == "paused" else "pause")
+
+    def action_checkpoint(self) -> None:
+        v = self._live_view("checkpoint")
+        if v is not None:
+            self.send(v.index, "checkpoint")
+
+    def action_stop_run(self) -> None:
+        v = self._live_view("stop")
+        if v is None:
+            return
+
+        def answer(yes: bool | None) -> None:
+            if yes:
+                self.send(v.index, "stop", reason="stopped from the cockpit")
+
+        self.push_screen(ConfirmDialog(f"Stop {v.name}?", "It stops after the current step; the checkpoints "
+                                       "stay (resume later with `segwatch resume`).", yes="Stop"), answer)
+
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen([b for b in self.BINDINGS]))
+
+    def live_run_indexes(self) -> list[int]:
+        return [i for i, v in self.views.items() if not v.over]
+
+    def action_quit_dialog(self) -> None:
+        self.push_screen(QuitDialog(len(self.live_run_indexes())), self._after_quit)
+
+    async def _after_quit(self, choice: str | None) -> None:
+        if choice == "detach":
+            self.exit(0, message=self.detach_message())
+        elif choice == "stop":
+            futs = [self.send(i, "stop", reason="stopped when quitting the cockpit") for i in self.live_run_indexes()]
+            waits = [asyncio.wrap_future(f) for f in futs if f is not None]
+            if waits:
+                await asyncio.wait(waits, timeout=5)
+            self.exit(0, message="segwatch: asked the runs to stop (they finish the current step and exit).")
+
+    def detach_message(self) -> str:
+        live = [self.views[i] for i in self.live_run_indexes()]
+        if not live:
+            return "segwatch: no run is training."
+        names = " ".join(v.name for v in live)
+        return f"segwatch: detached; still training: {names}\n  re-attach: segwatch attach {names}"

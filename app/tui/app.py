@@ -1,0 +1,164 @@
+"""The cockpit: one pane per run, live, with one-key emergency adjustments.
+
+Wiring only: the watcher thread (watcher.py) reads the records and posts ``RunsChanged``; this
+app takes the newest snapshots and hands them to the panes. The keys live in actions.py, the
+widgets in widgets/, the dialogs in screens/, the styles in app.tcss. Never imports torch.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.containers import Container
+from textual.css.query import NoMatches
+from textual.message import Message
+from textual.reactive import reactive
+from textual.screen import ModalScreen
+from textual.widgets import Footer, Static
+from textual.worker import get_current_worker
+
+from app.launch import LaunchSpec
+from app.snapshot import RunView
+
+from .actions import CockpitActions
+from .commands import SegwatchCommands
+from .watcher import Watcher
+from .widgets.compare import CompareBar
+from .widgets.run_pane import RunPane
+
+# Run keys act on the selected run; they are app bindings so the footer, the help screen and
+# the command palette list them, and a modal dialog (which cuts the binding chain) disables them.
+BINDINGS = [
+    Binding("l", "preset('lr_down')", "LR x0.6", id="lr_down"),
+    Binding("L", "preset('lr_up')", "LR x1.6", id="lr_up"),
+    Binding("g", "preset('gamma_down')", "γ -0.5", id="gamma_down"),
+    Binding("G", "preset('gamma_up')", "γ +0.5", id="gamma_up"),
+    Binding("u", "preset('unstable')", "Unstable", id="preset_unstable"),
+    Binding("o", "preset('overfitting')", "Overfit", id="preset_overfitting"),
+    Binding("f", "preset('underfitting')", "Underfit", id="preset_underfitting"),
+    Binding("a", "apply_suggestion", "Apply suggested", id="apply_suggestion"),
+    Binding("enter", "apply_suggestion", "Apply suggested", show=False, id="apply_suggestion_enter"),
+    Binding("z", "undo", "Undo", id="undo"),
+    Binding("p", "pause_resume", "Pause/resume", id="pause_resume"),
+    Binding("s", "stop_run", "Stop run", id="stop_run"),
+    Binding("c", "checkpoint", "Checkpoint", id="checkpoint"),
+    Binding("tab", "next_run", "Next run", priority=True, id="next_run"),
+    Binding("shift+tab", "prev_run", "Previous run", show=False, priority=True, id="prev_run"),
+    *[Binding(str(n), f"select({n - 1})", f"Select run {n}", show=False, id=f"select_{n}") for n in range(1, 10)],
+    Binding("question_mark", "help", "Help", id="help"),
+    Binding("q", "quit_dialog", "Quit", id="quit"),
+]
+RUN_ACTIONS = {b.action.split("(")[0] for b in BINDINGS}
+
+
+class RunsChanged(Message):
+    """The watcher has newer snapshots; take them with ``Watcher.take``."""
+
+
+class SegwatchApp(CockpitActions, App[int]):
+    CSS_PATH = "app.tcss"
+    TITLE = "segwatch"
+    BINDINGS = BINDINGS
+    COMMANDS = App.COMMANDS | {SegwatchCommands}
+    ENABLE_COMMAND_PALETTE = True
+
+    selected: reactive[int] = reactive(0)
+
+    def __init__(self, runs: Sequence[Any], rules: Sequence[Any], *, specs: Sequence[LaunchSpec] = (),
+                 interval: float = 0.25, gpu: bool = True, runs_dir: str = "runs",
+                 thresholds: Sequence[dict | None] | None = None) -> None:
+        super().__init__()
+        self.watcher = Watcher(runs, rules, interval=interval, gpu=gpu, specs=specs)
+        self.rules = list(rules)
+        self.views: dict[int, RunView] = {}
+        self.runs_dir = runs_dir
+        self.thresholds = list(thresholds or [None] * len(runs))
+        self.updates = 0  # RunsChanged handled (tests and measurements read it)
+        # kept by reference: App.query_one searches the active screen, which may be a dialog
+        self.panes: dict[int, RunPane] = {}
+        self.topbar = Static(id="topbar")
+        self.compare = CompareBar(id="compare")
+
+    # --- layout -----------------------------------------------------------------------------
+    def compose(self) -> ComposeResult:
+        n = len(self.watcher.runs)
+        yield self.topbar
+        layout = "-n1" if n == 1 else "-n2" if n == 2 else "-grid"
+        with Container(id="panes", classes=layout):
+            for i, run in enumerate(self.watcher.runs):
+                self.panes[i] = RunPane(i, getattr(run, "name", str(i)), thresholds=self.thresholds[i])
+                yield self.panes[i]
+        if n >= 2:
+            yield self.compare
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.run_worker(self._watch, thread=True, name="watcher", group="watcher", exclusive=True)
+        self.set_interval(1.0, self._clock)
+        self._show_selection()
+
+    def _watch(self) -> None:
+        worker = get_current_worker()
+        self.watcher.loop(lambda: worker.is_cancelled, lambda: self.post_message(RunsChanged()))
+
+    # --- updates from the watcher ----------------------------------------------------------
+    def on_runs_changed(self, _: RunsChanged) -> None:
+        views = self.watcher.take()
+        if not views:
+            return
+        self.updates += 1
+        for i, v in views.items():
+            self.views[i] = v
+            try:
+                self.panes[i].set_view(v)
+            except NoMatches:  # shutting down: the pane's children are gone
+                return
+        self._update_compare()
+        self._update_topbar()
+
+    def _update_compare(self) -> None:
+        if len(self.watcher.runs) < 2:
+            return
+        other = 1 if self.selected == 0 else 0
+        a, b = (self.views.get(other), self.views.get(self.selected)) if self.selected else (self.views.get(0), self.views.get(1))
+        self.compare.set_views(a, b)
+
+    def _update_topbar(self) -> None:
+        v = self.views.get(self.selected)
+        n = len(self.watcher.runs)
+        colours = " ".join(f"[{x.colour}]●[/]" for _, x in sorted(self.views.items()))
+        sel = f"selected [b]{self.selected + 1} {v.name}[/b]" if v else f"selected {self.selected + 1}"
+        errs = f"  [red]{self.watcher.errors[-1]}[/]" if self.watcher.errors else ""
+        self.topbar.update(
+            f"[b]segwatch[/b]  {n} run{'s' if n != 1 else ''} {colours}  {sel}   "
+            f"[dim]tab/1-9 select · ? help · ctrl+p palette · q quit[/]{errs}")
+
+    def _clock(self) -> None:
+        for pane in self.panes.values():
+            pane.tick()
+
+    def watch_selected(self, _old: int, _new: int) -> None:
+        if self.is_mounted:
+            self._show_selection()
+
+    def _show_selection(self) -> None:
+        for pane in self.panes.values():
+            pane.set_class(pane.index == self.selected, "-selected")
+        if len(self.watcher.runs) > 2 and self.selected in self.panes:
+            self.panes[self.selected].scroll_visible()
+        self._update_compare()
+        self._update_topbar()
+
+    # --- key availability ------------------------------------------------------------------
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in RUN_ACTIONS and isinstance(self.screen, ModalScreen):
+            return False  # let tab and the rest reach the dialog
+        if action == "select" and parameters and int(parameters[0]) >= len(self.watcher.runs):
+            return False
+        return True
+
+    def palette_set(self, key: str, value: Any) -> None:
+        """`set KEY VALUE` from the command palette, on the selected run."""
+        self.send_set({key: value}, f"palette: set {key}")

@@ -1,0 +1,1 @@
+"""Screens of the cockpit: the modal dialogs and the help screen."""

@@ -1,0 +1,145 @@
+"""The tail worker: one thread owns the runs, reads their records, sends their commands.
+
+Everything that touches a ``Run`` happens on this thread (``refresh`` and ``send``), so no lock
+guards the run state. What the UI sees is a :class:`~app.snapshot.RunView` per run, built here
+and handed over through a slot: a flood of events leaves at most one pending "runs changed"
+message, and the UI takes the newest views when it handles it. Redraws are therefore bounded
+by the poll interval (default 0.25 s: at most 4 per second), whatever the event rate.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+from app import gpu as gpu_mod
+from app.launch import LaunchSpec, reap
+from app.snapshot import RunView, build_view
+
+GPU_EVERY = 2.0  # seconds between GPU queries
+
+
+@dataclass
+class Command:
+    index: int
+    cmd: str
+    values: dict | None
+    reason: str
+    future: Future
+
+
+class Watcher:
+    def __init__(self, runs: Sequence[Any], rules: Sequence[Any], *, interval: float = 0.25,
+                 gpu: bool = True, specs: Sequence[LaunchSpec] = ()):
+        self.runs = list(runs)
+        self.rules = list(rules)
+        self.interval = interval
+        self.gpu = gpu
+        self.specs = list(specs)
+        self._queue: queue.SimpleQueue[Command] = queue.SimpleQueue()
+        self._wake = threading.Event()
+        self._lock = threading.Lock()
+        self._latest: dict[int, RunView] = {}
+        self._posted = False
+        self._prints: list[tuple] = [None] * len(self.runs)
+        self._gpu: list[dict | None] = [None] * len(self.runs)
+        self._gpu_t = 0.0
+        self.errors: list[str] = []
+        self.ticks = 0
+
+    # --- called from the UI thread ---------------------------------------------------
+    def submit(self, index: int, cmd: str, values: dict | None = None, reason: str = "") -> Future:
+        """Queue a command for run ``index``; the future resolves to its id or raises ValueError."""
+        fut: Future = Future()
+        self._queue.put(Command(index, cmd, values, reason, fut))
+        self._wake.set()
+        return fut
+
+    def take(self) -> dict[int, RunView]:
+        """The newest view of each run that changed since the last call."""
+        with self._lock:
+            out, self._latest, self._posted = self._latest, {}, False
+        return out
+
+    def poke(self) -> None:
+        self._wake.set()
+
+    # --- the worker thread --------------------------------------------------------------
+    def loop(self, cancelled: Callable[[], bool], notify: Callable[[], None]) -> None:
+        while not cancelled():
+            self.tick(notify)
+            self._wake.wait(self.interval)
+            self._wake.clear()
+
+    def tick(self, notify: Callable[[], None] | None = None) -> bool:
+        """One round: send queued commands, read every record, publish what changed."""
+        self.ticks += 1
+        self._drain()
+        if self.specs:
+            reap(self.specs)
+        self._poll_gpu()
+        changed = False
+        for i, run in enumerate(self.runs):
+            try:
+                run.refresh()
+                st = run.state
+                fp = (getattr(run, "generation", 0), st.status, st.events_seen, len(st.adjustments),
+                      len(st.pending()), st.bad_lines, _gpu_key(self._gpu[i]))
+                if fp == self._prints[i]:
+                    continue
+                view = build_view(i, run, self.rules[i], gpu=self._gpu[i])
+                self._prints[i] = fp
+            except Exception as e:  # keep watching the other runs
+                msg = f"{getattr(run, 'name', i)}: {type(e).__name__}: {e}"
+                if msg not in self.errors:
+                    self.errors.append(msg)
+                continue
+            with self._lock:
+                self._latest[i] = view
+                first = not self._posted
+                self._posted = True
+            changed = changed or first
+        if changed and notify is not None:
+            notify()
+        return changed
+
+    def _drain(self) -> None:
+        while True:
+            try:
+                c = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if not c.future.set_running_or_notify_cancel():
+                continue
+            try:
+                run = self.runs[c.index]
+                cid = run.send(c.cmd, c.values, reason=c.reason, source="tui")
+                run.refresh()  # pick our own line up now: the log shows it pending at once
+                self._prints[c.index] = None
+            except Exception as e:
+                c.future.set_exception(e)
+            else:
+                c.future.set_result(cid)
+
+    def _poll_gpu(self) -> None:
+        if not self.gpu or time.monotonic() - self._gpu_t < GPU_EVERY:
+            return
+        self._gpu_t = time.monotonic()
+        for i, run in enumerate(self.runs):
+            st = run.state
+            device = str((st.start or {}).get("device") or st.meta.get("device") or "")
+            if "cuda" not in device or st.status in ("finished", "early_stop", "stopped", "crashed"):
+                self._gpu[i] = None
+                continue
+            pid = run.pid()
+            self._gpu[i] = gpu_mod.gpu_for_pids({pid}) if pid else None
+
+
+def _gpu_key(g: dict | None) -> tuple | None:
+    if not g:
+        return None
+    return (g.get("util"), (g.get("proc_mem") or 0) >> 24)

@@ -1,0 +1,1 @@
+"""Widgets of the cockpit: one RunPane per run, built from small view widgets."""

@@ -1,0 +1,80 @@
+"""Shared pieces: a widget that draws a RunView, and number formatting."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.text import Text
+from textual.widget import Widget
+
+from app.snapshot import RunView
+from trainer.live import format_value
+
+MARK = {"ok": ("✓", "green"), "warning": ("⚠", "yellow"), "failed": ("✗", "red"), "pending": ("·", "dim")}
+COLOUR = {"green": "green", "yellow": "yellow", "red": "red"}
+
+
+def f3(v: Any) -> str:
+    return "–" if not isinstance(v, (int, float)) or isinstance(v, bool) else f"{v:.3f}"
+
+
+def f2(v: Any) -> str:
+    return "–" if not isinstance(v, (int, float)) or isinstance(v, bool) else f"{v:.2f}"
+
+
+def fv(v: Any) -> str:
+    """A live value: 3.00e-04, 2.5, on, [0.8, 1.2]."""
+    return "–" if v is None else format_value(v)
+
+
+def f_style(v: Any) -> str:
+    if not isinstance(v, (int, float)):
+        return "dim"
+    return "red" if v < 0.3 else "yellow" if v < 0.6 else "green"
+
+
+def changes_text(changes: dict, values: dict | None = None, live: dict | None = None) -> str:
+    """'lr 3.00e-04→1.80e-04, gamma 2.5→2' from an ack's changes, or from values vs live."""
+    parts = []
+    if changes:
+        for k, pair in changes.items():
+            if isinstance(pair, (list, tuple)) and len(pair) == 2:
+                parts.append(f"{k} {fv(pair[0])}→{fv(pair[1])}")
+            else:
+                parts.append(f"{k} →{fv(pair)}")
+    else:
+        for k, v in (values or {}).items():
+            old = (live or {}).get(k)
+            parts.append(f"{k} {fv(old)}→{fv(v)}" if old is not None else f"{k} →{fv(v)}")
+    return ", ".join(parts)
+
+
+class ViewWidget(Widget):
+    """Draws one aspect of a RunView; redraws only when its own part of the view changed."""
+
+    DEFAULT_CSS = "ViewWidget { height: auto; }"
+
+    def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
+        super().__init__(id=id, classes=classes)
+        self.view: RunView | None = None
+        self._key: Any = object()
+
+    def key(self, view: RunView) -> Any:
+        """What this widget draws from the view; a redraw happens when it changes."""
+        return view
+
+    def set_view(self, view: RunView) -> None:
+        k = self.key(view)
+        if k == self._key:
+            return
+        self._key = k
+        self.view = view
+        self.refresh(layout=True)
+
+    def render(self) -> Text:
+        if self.view is None:
+            return Text("waiting for the first event…", style="dim")
+        return self.draw(self.view)
+
+    def draw(self, view: RunView) -> Text:
+        raise NotImplementedError

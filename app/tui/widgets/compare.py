@@ -1,0 +1,75 @@
+"""Two runs side by side at the same epoch: val F and the small classes, so a loss shows at once."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.widget import Widget
+
+from app.snapshot import RunView
+from trainer.data.classes import CLASS_NAMES, SMALL_CLASSES
+
+NOISE = 0.01  # differences below this are shown plain
+
+
+def common_epoch(a: RunView, b: RunView) -> int | None:
+    both = set(a.by_epoch) & set(b.by_epoch)
+    return max(both) if both else None
+
+
+def _delta(t: Text, d: float | None) -> None:
+    if d is None:
+        t.append("   –  ", style="dim")
+        return
+    style = "bold green" if d > NOISE else "bold red" if d < -NOISE else "dim"
+    t.append(f"{d:+.3f}", style=style)
+
+
+class CompareBar(Widget):
+    DEFAULT_CSS = "CompareBar { height: auto; }"
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.pair: tuple[RunView, RunView] | None = None
+        self._key = None
+
+    def set_views(self, a: RunView | None, b: RunView | None) -> None:
+        if a is None or b is None:
+            return
+        ep = common_epoch(a, b)
+        key = (a.name, b.name, ep, ep and a.by_epoch[ep], ep and b.by_epoch[ep])
+        if key == self._key:
+            return
+        self._key, self.pair = key, (a, b)
+        self.refresh(layout=True)
+
+    def render(self) -> Text:
+        t = Text()
+        if self.pair is None:
+            return Text("compare: waiting for both runs", style="dim")
+        a, b = self.pair
+        ep = common_epoch(a, b)
+        t.append("compare ", style="bold")
+        t.append(f"{b.name} − {a.name}", style="bold")
+        if ep is None:
+            t.append("  (no common epoch yet)", style="dim")
+            return t
+        fa, pa = a.by_epoch[ep]
+        fb, pb = b.by_epoch[ep]
+        t.append(f" @ epoch {ep}:  val F {_f(fa)} vs {_f(fb)} ", style="")
+        _delta(t, fb - fa if _num(fa) and _num(fb) else None)
+        t.append("   small: ", style="dim")
+        for c in SMALL_CLASSES:
+            va = pa[c] if c < len(pa) else None
+            vb = pb[c] if c < len(pb) else None
+            t.append(f"{CLASS_NAMES[c]} ")
+            _delta(t, vb - va if _num(va) and _num(vb) else None)
+            t.append("  ")
+        return t
+
+
+def _num(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _f(v) -> str:
+    return f"{v:.3f}" if _num(v) else "–"

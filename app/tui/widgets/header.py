@@ -1,0 +1,92 @@
+"""The top of a run pane: who, how healthy, how far, how fast; and the numbers that matter now."""
+
+from __future__ import annotations
+
+import time
+
+from rich.text import Text
+
+from app.snapshot import RunView, fmt_duration
+
+from .base import COLOUR, ViewWidget, f3, fv
+
+BAR = 24
+
+
+def progress_bar(frac: float, width: int = BAR) -> str:
+    cells = frac * width
+    full = int(cells)
+    part = "▏▎▍▌▋▊▉"[int((cells - full) * 7)] if full < width and cells - full >= 1 / 7 else ""
+    return "█" * full + part + " " * (width - full - len(part))
+
+
+class PaneHeader(ViewWidget):
+    """Name, status colour and phase; epoch/total with a bar and ETA; samples/s; GPU; crash."""
+
+    def key(self, view: RunView):
+        g = view.gpu or {}
+        eta = int((view.eta_at - time.time()) // 10) if view.eta_at else None  # ETA ticks every 10 s
+        return (view.name, view.colour, view.status, view.status_detail, view.phase, view.epoch,
+                view.total_epochs, round(view.progress, 3), eta, view.samples_per_s, view.step,
+                g.get("util"), g.get("proc_mem"), view.crash_reason, view.stderr_tail, view.summary,
+                view.index, view.warning_counts.get("synthetic_data"))
+
+    def draw(self, v: RunView) -> Text:
+        c = COLOUR.get(v.colour, "white")
+        t = Text()
+        t.append(f"{v.index + 1} ", style="dim")
+        t.append(v.name, style="bold")
+        t.append("  ")
+        t.append(f" {v.colour.upper()} ", style=f"bold black on {c}")
+        t.append(f"  {v.phase}", style="bold")
+        t.append(f"  {v.status_detail if v.status in ('paused', 'crashed') else v.status}",
+                 style="red" if v.status == "crashed" else "yellow" if v.status == "paused" else "")
+        t.append("\n")
+        t.append(f"epoch {v.epoch}/{v.total_epochs or '?'} ")
+        t.append(progress_bar(v.progress), style=c)
+        t.append(f" {v.progress * 100:4.1f}%")
+        if v.eta_at and not v.over:
+            t.append(f"  ETA {fmt_duration(v.eta_at - time.time())}")
+        if v.samples_per_s:
+            t.append(f"  {v.samples_per_s:.0f} samples/s")
+        if v.step is not None:
+            t.append(f"  step {v.step}", style="dim")
+        if v.gpu:
+            g = v.gpu
+            t.append(f"\nGPU{g['index']} {g['util']}%  mem {g['proc_mem'] / 2**30:.1f}/{g['mem_total'] / 2**30:.0f} GiB",
+                     style="cyan")
+        if v.status == "crashed":
+            t.append(f"\n✖ {v.crash_reason or 'crashed'}", style="bold red")
+            for line in v.stderr_tail[-5:]:
+                t.append(f"\n  {line[:200]}", style="red dim")
+        return t
+
+
+class Numbers(ViewWidget):
+    """Train and val loss, val F and best val F, train F; lr, gamma, alpha, dropout."""
+
+    def key(self, view: RunView):
+        return (view.last and view.last.get("epoch"), view.best_val_f, view.best_epoch, view.live,
+                view.last and view.last.get("lr"))
+
+    def draw(self, v: RunView) -> Text:
+        e = v.last or {}
+        t = Text()
+        t.append("loss ", style="dim")
+        t.append(f"train {f3(e.get('train_loss'))}  val {f3(e.get('val_loss'))}")
+        t.append("   val F ", style="dim")
+        t.append(f3(e.get("val_f")), style="bold")
+        t.append("  best ", style="dim")
+        t.append(f"{f3(v.best_val_f)}" + (f" @{v.best_epoch}" if v.best_epoch else ""), style="bold green")
+        t.append("  train F ", style="dim")
+        t.append(f3(e.get("train_f")))
+        t.append("\n")
+        live = v.live
+        for i, (label, key) in enumerate((("lr", "lr"), ("gamma", "gamma"), ("alpha", "alpha"), ("dropout", "dropout"))):
+            if i:
+                t.append("  ")
+            t.append(f"{label} ", style="dim")
+            t.append(fv(live.get(key)), style="bold")
+        if e.get("lr") is not None:
+            t.append(f"  (lr at ep end {fv(e.get('lr'))})", style="dim")
+        return t

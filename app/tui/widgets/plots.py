@@ -1,0 +1,98 @@
+"""Live plots (plotext via textual-plotext): losses, and val F against the plan's thresholds."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from textual_plotext import PlotextPlot
+
+from app.snapshot import RunView
+
+# (epoch, val F) milestones and the late target, the plan's numbers; app.health rules may
+# override them (see FPlot.thresholds).
+DEFAULT_THRESHOLDS = {"milestones": ((10, 0.30), (100, 0.65)), "target": 0.73}
+
+
+def x_max(v: RunView, data_x: tuple) -> float:
+    last = max([x for x in data_x] + [v.epoch, 1])
+    xm = max(10.0, last * 1.25)
+    return min(xm, float(v.total_epochs)) if v.total_epochs and v.total_epochs > last else xm
+
+
+class ViewPlot(PlotextPlot):
+    DEFAULT_CSS = "ViewPlot { height: 12; min-width: 30; }"
+
+    def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
+        super().__init__(id=id, classes=classes)
+        self._key: Any = object()
+        self.view: RunView | None = None
+
+    def key(self, view: RunView) -> Any:
+        return view
+
+    def set_view(self, view: RunView) -> None:
+        k = self.key(view)
+        if k == self._key:
+            return
+        self._key, self.view = k, view
+        self.replot(view)
+        self.refresh()
+
+    def replot(self, v: RunView) -> None:
+        raise NotImplementedError
+
+
+class LossPlot(ViewPlot):
+    """Train loss (step points, or epochs) and val loss (epochs)."""
+
+    def key(self, view: RunView) -> Any:
+        return (view.loss_steps, view.train_loss, view.val_loss, view.total_epochs)
+
+    def replot(self, v: RunView) -> None:
+        p = self.plt
+        p.clear_data()
+        p.clear_figure()
+        p.title("loss")
+        sx, sy = v.loss_steps
+        xs_all: tuple = ()
+        if len(sx) >= 2:
+            p.plot(list(sx), list(sy), label="train", color="cyan")
+            xs_all += sx
+        elif v.train_loss[0]:
+            p.plot(list(v.train_loss[0]), list(v.train_loss[1]), label="train", color="cyan", marker="dot")
+            xs_all += v.train_loss[0]
+        if v.val_loss[0]:
+            p.plot(list(v.val_loss[0]), list(v.val_loss[1]), label="val", color="orange", marker="dot")
+            xs_all += v.val_loss[0]
+        p.xlim(0, x_max(v, xs_all))
+        p.xlabel("epoch")
+
+
+class FPlot(ViewPlot):
+    """Val F (and train F) with the phase thresholds: 0.3 by epoch 10, 0.65 by 100, 0.73 late."""
+
+    thresholds: dict = DEFAULT_THRESHOLDS
+
+    def key(self, view: RunView) -> Any:
+        return (view.val_f, view.train_f, view.total_epochs, view.epoch)
+
+    def replot(self, v: RunView) -> None:
+        p = self.plt
+        p.clear_data()
+        p.clear_figure()
+        p.title("val F")
+        xm = x_max(v, v.val_f[0])
+        target = self.thresholds["target"]
+        p.hline(target, "gray")
+        p.text(f"{target:g}", x=max(xm * 0.02, 0.5), y=target + 0.02, color="gray")
+        for ep, f in self.thresholds["milestones"]:
+            if ep <= xm:
+                p.scatter([ep], [f], marker="x", color="red")
+                p.text(f"{f:g}@{ep}", x=ep, y=max(f - 0.08, 0.0), color="gray")
+        if v.train_f[0]:
+            p.plot(list(v.train_f[0]), list(v.train_f[1]), label="train", color="gray+")
+        if v.val_f[0]:
+            p.plot(list(v.val_f[0]), list(v.val_f[1]), label="val", color="green", marker="dot")
+        p.xlim(0, xm)
+        p.ylim(0, 1)
+        p.xlabel("epoch")
