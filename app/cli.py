@@ -13,6 +13,7 @@ import sys
 
 COMMANDS = [
     # modules under app.commands, each with register(subparsers)
+    "control",
 ]
 
 

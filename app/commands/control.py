@@ -1,0 +1,223 @@
+"""Command-line verbs that steer and list runs: set, pause, resume, stop, checkpoint, ls.
+
+Exit codes for the steering verbs: 0 sent (or, with --wait, acknowledged), 1 refused by the
+trainer (nack), 2 bad input (unknown run, malformed KEY=VALUE, a value the live table refuses),
+3 no answer (timeout, or the run ended before answering).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from app.runlib import Run, default_runs_dir, list_runs, resolve_run
+from trainer.live import LIVE_KEYS, format_value, validate
+
+ENDED = ("finished", "early_stop", "stopped", "crashed")
+_NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
+STATUS_STYLE = {"running": "green", "paused": "yellow", "starting": "cyan", "crashed": "bold red",
+                "finished": "blue", "early_stop": "blue", "stopped": "magenta"}
+
+
+class BadInput(ValueError):
+    pass
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "set", help="change live settings of a running trainer",
+        description="Send absolute values of live settings to a running trainer "
+        f"(live keys: {', '.join(LIVE_KEYS)}). Values are YAML: lr=3e-4 alpha=[0.8,0.2,...] hflip=false.",
+    )
+    p.add_argument("run", help="run name (under --runs-dir) or run directory")
+    p.add_argument("assignments", nargs="+", metavar="KEY=VALUE")
+    _common(p)
+    p.set_defaults(func=cmd_set)
+    helps = {"pause": "hold a run between steps", "resume": "continue a paused run",
+             "stop": "stop a run cleanly (it writes a checkpoint and an end event)",
+             "checkpoint": "write a checkpoint now"}
+    for verb, h in helps.items():
+        p = sub.add_parser(verb, help=h, description=h[0].upper() + h[1:] + ".")
+        p.add_argument("run", help="run name (under --runs-dir) or run directory")
+        _common(p)
+        p.set_defaults(func=cmd_simple, verb=verb)
+    p = sub.add_parser("ls", help="list runs with their status and metrics",
+                       description="List the runs under RUNS_DIR (default: $SEGWATCH_RUNS or ./runs).")
+    p.add_argument("runs_dir_pos", nargs="?", metavar="RUNS_DIR")
+    p.add_argument("--runs-dir", help=argparse.SUPPRESS)
+    p.set_defaults(func=cmd_ls)
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--wait", action="store_true", help="wait for the trainer's answer")
+    p.add_argument("--timeout", type=float, default=30.0, metavar="S", help="seconds to wait (default 30)")
+    p.add_argument("--reason", default="", metavar="TEXT", help="why (kept with the command)")
+    p.add_argument("--runs-dir", default=None, metavar="DIR", help="folder of runs ($SEGWATCH_RUNS or ./runs)")
+
+
+def _err(args: argparse.Namespace, msg: str) -> int:
+    print(f"segwatch {args.command}: {msg}", file=sys.stderr)
+    return 2
+
+
+def _numify(v: Any) -> Any:
+    """YAML 1.1 reads '3e-4' as a string: make number-looking strings numbers."""
+    if isinstance(v, str) and _NUMBER.match(v.strip()):
+        s = v.strip()
+        return float(s) if any(c in s for c in ".eE") else int(s)
+    if isinstance(v, list):
+        return [_numify(x) for x in v]
+    return v
+
+
+def parse_assignments(items: list[str]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise BadInput(f"expected KEY=VALUE, got {item!r} (e.g. lr=3e-4)")
+        if not raw.strip():
+            raise BadInput(f"{key}: no value after '=' (e.g. {key}=...)")
+        if key in values:
+            raise BadInput(f"{key} is given twice")
+        try:
+            values[key] = _numify(yaml.safe_load(raw))
+        except yaml.YAMLError:
+            raise BadInput(f"{key}: cannot read the value {raw!r} (YAML: 3e-4, true, [0.8, 1.2])") from None
+    return values
+
+
+def _open(args: argparse.Namespace) -> Run:
+    runs_dir = Path(args.runs_dir) if args.runs_dir else default_runs_dir()
+    run = Run(resolve_run(args.run, runs_dir))
+    run.refresh()
+    if run.state.status in ENDED:
+        raise BadInput(f"run '{run.name}' has ended ({run.state.status_detail()}): no trainer reads its commands")
+    return run
+
+
+def cmd_set(args: argparse.Namespace) -> int:
+    try:
+        values = parse_assignments(args.assignments)
+        run = _open(args)
+        clean, problem = validate(values, run.state.live, run.state.epoch_in_progress())
+        if problem:
+            raise BadInput(problem)
+        cmd_id = run.send("set", clean, reason=args.reason, source="cli")
+    except ValueError as e:  # BadInput, RunNotFound, ControlFileError, or send()'s own validation
+        return _err(args, str(e))
+    except OSError as e:
+        return _err(args, f"cannot write control.jsonl: {e.strerror or e}")
+    live = run.state.live
+    what = ", ".join(f"{k} {format_value(live[k]) if k in live else '?'} -> {format_value(v)}" for k, v in clean.items())
+    print(f"{run.name}: set {what}  (id {cmd_id[:8]})")
+    if not args.wait:
+        return 0
+    return _report(run, cmd_id, args)
+
+
+def cmd_simple(args: argparse.Namespace) -> int:
+    try:
+        run = _open(args)
+        cmd_id = run.send(args.verb, reason=args.reason, source="cli")
+    except ValueError as e:  # BadInput, RunNotFound, ControlFileError
+        return _err(args, str(e))
+    except OSError as e:
+        return _err(args, f"cannot write control.jsonl: {e.strerror or e}")
+    print(f"{run.name}: {args.verb}  (id {cmd_id[:8]})")
+    if not args.wait:
+        return 0
+    return _report(run, cmd_id, args)
+
+
+def _report(run: Run, cmd_id: str, args: argparse.Namespace) -> int:
+    ans = run.wait_for_answer(cmd_id, args.timeout)
+    if ans is None:
+        if run.state.status in ENDED:
+            print(f"no answer: the run ended first ({run.state.status_detail()})")
+        else:
+            print(f"no answer within {args.timeout:g} s; the command stays queued (id {cmd_id[:8]})")
+        return 3
+    where = f"epoch {ans.get('epoch')}, step {ans.get('step')}"
+    if ans.get("type") == "ack":
+        adj = run.state.adjustment(cmd_id)
+        print(f"applied at {where}: {adj.describe() if adj else ans.get('cmd')}")
+        return 0
+    print(f"refused: {ans.get('reason') or 'no reason given'}")
+    return 1
+
+
+# -- ls -----------------------------------------------------------------------------------
+
+
+def _f(v: Any) -> str:
+    return f"{v:.4f}" if isinstance(v, (int, float)) and not isinstance(v, bool) else "-"
+
+
+def ls_rows(runs_dir: Path) -> list[dict]:
+    rows = []
+    for path in list_runs(runs_dir):
+        run = Run(path)
+        run.refresh()
+        st = run.state
+        hist = st.history()
+        last = hist[-1] if hist else {}
+        last_f = _f(last.get("val_f"))
+        if last and "val_f" in (last.get("nonfinite") or []):
+            last_f = "nan"
+        best = f"{_f(st.best_val_f)} (e{st.best_epoch})" if st.best_val_f is not None else "-"
+        rows.append({
+            "name": run.name,
+            "status": st.status,
+            "detail": st.status_detail(),
+            "epoch": f"{st.last_epoch}/{st.total_epochs if st.total_epochs else '?'}",
+            "best": best,
+            "last": last_f,
+            "adjustment": st.adjustments[-1].summary() if st.adjustments else "-",
+            "bad_lines": st.bad_lines,
+            "stderr": st.stderr_tail(1) if st.status == "crashed" and st.end is None else [],
+        })
+    return rows
+
+
+def cmd_ls(args: argparse.Namespace) -> int:
+    runs_dir = Path(args.runs_dir_pos or args.runs_dir or default_runs_dir())
+    if not runs_dir.is_dir():
+        print(f"no runs folder at {runs_dir} (pass a folder, or set SEGWATCH_RUNS)")
+        return 0
+    rows = ls_rows(runs_dir)
+    if not rows:
+        print(f"no runs in {runs_dir} yet")
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for col, kw in [("run", {"no_wrap": True}), ("status", {}), ("epoch", {"justify": "right"}),
+                    ("best val F", {"justify": "right"}), ("last val F", {"justify": "right"}),
+                    ("last adjustment", {})]:
+        table.add_column(col, **kw)
+    show_bad = any(r["bad_lines"] for r in rows)
+    if show_bad:
+        table.add_column("bad lines", justify="right")
+    for r in rows:
+        cells = [Text(r["name"]), Text(r["detail"], style=STATUS_STYLE.get(r["status"], "")), Text(r["epoch"]),
+                 Text(r["best"]), Text(r["last"]), Text(r["adjustment"])]
+        if show_bad:
+            cells.append(Text(str(r["bad_lines"] or "")))
+        table.add_row(*cells)
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=max(console.width, 160))
+    console.print(table)
+    for r in rows:
+        if r["stderr"]:
+            console.print(Text(f"{r['name']} stderr: {r['stderr'][-1]}", style="red"), overflow="ellipsis", no_wrap=True)
+    return 0

@@ -1,0 +1,243 @@
+"""One run directory, followed live: its state, its process, and the commands sent to it."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import stat as stat_mod
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from trainer.live import validate
+
+from .state import RunState
+from .tail import JsonlTail
+
+COMMANDS = ("set", "pause", "resume", "stop", "checkpoint")
+_HOST = socket.gethostname()
+
+
+class ControlFileError(ValueError):
+    """control.jsonl cannot be written safely (the trainer would ignore it)."""
+
+
+class Run:
+    """A run directory: ``refresh()`` it, read ``state``, ``send()`` commands.
+
+    ``generation`` grows each time the state was rebuilt from scratch (a record file was
+    truncated or replaced): a viewer redraws everything when it changes.
+    """
+
+    def __init__(self, run_dir: str | os.PathLike, *, max_steps: int = 2000):
+        self.path = Path(run_dir)
+        self.name = self.path.name
+        self._max_steps = max_steps
+        self.state = RunState(self.path, max_steps=max_steps)
+        self.events_tail = JsonlTail(self.path / "events.jsonl")
+        self.control_tail = JsonlTail(self.path / "control.jsonl")
+        self.generation = 0
+
+    @property
+    def control_path(self) -> Path:
+        return self.path / "control.jsonl"
+
+    # -- reading ------------------------------------------------------------------------
+
+    def refresh(self, max_bytes: int | None = None) -> list[dict]:
+        """Read what is new in events.jsonl and control.jsonl, apply it, check the process.
+
+        Returns the new events (after a rebuild: every event of the record). ``max_bytes``
+        bounds the bytes read per file in this call (the rest comes next time).
+        """
+        st = self.state
+        # Probe the process BEFORE reading: if it was already gone, its end event (written
+        # before it exited) is in what we read next, so a clean exit is never seen as a crash.
+        probe = self._probe() if st.end is None else None
+        events = self.events_tail.read_new(max_bytes)
+        commands = self.control_tail.read_new_numbered(max_bytes)
+        if self.events_tail.was_reset or self.control_tail.was_reset:
+            return self._rebuild(max_bytes)
+        start_before = st.start
+        # Commands first: every answer read above refers to a line already in control.jsonl.
+        for line_no, cmd in commands:
+            st.apply_command(cmd, line_no)
+        for ev in events:
+            st.apply(ev)
+        if st.start is not start_before and probe is not None:
+            # A (re)start was just read: the probe may have looked at another process (an old
+            # pid file, or none yet). Probe again; a process found gone only now may have ended
+            # cleanly after our read, so that is judged at the next refresh.
+            post = self._probe()
+            if post[2] != probe[2]:
+                probe = (post[0], None if post[1] is False else post[1], post[2])
+        self._after_read(probe)
+        return events
+
+    def _rebuild(self, max_bytes: int | None = None) -> list[dict]:
+        self.events_tail.rewind()
+        self.control_tail.rewind()
+        self.state = RunState(self.path, max_steps=self._max_steps)
+        self.generation += 1
+        probe = self._probe()
+        events = self.events_tail.read_new(max_bytes)
+        for line_no, cmd in self.control_tail.read_new_numbered(max_bytes):
+            self.state.apply_command(cmd, line_no)
+        for ev in events:
+            self.state.apply(ev)
+        self._after_read(probe)
+        return events
+
+    def _after_read(self, probe: tuple[dict | None, bool | None, int | None] | None) -> None:
+        st = self.state
+        st.bad_event_lines = self.events_tail.bad_lines
+        st.bad_control_lines = self.control_tail.bad_lines
+        if not self.state.config and (self.path / "config.yaml").exists():
+            st.load_files()
+        if st.end is not None or probe is None or self.events_tail.more:
+            return  # finished, or not caught up yet: judge liveness later
+        exit_info, alive, _ = probe
+        if exit_info is not None and st.start is not None:
+            t = exit_info.get("t")
+            started = st.start.get("t")
+            if isinstance(t, (int, float)) and isinstance(started, (int, float)) and t < started:
+                exit_info = None  # from an earlier process of this run (before the resume)
+        st.exit_info = exit_info
+        st.process_gone = alive is False
+
+    def _probe(self) -> tuple[dict | None, bool | None, int | None]:
+        pid = self.pid()
+        return self.read_exit_info(), self.process_alive(pid), pid
+
+    def read_exit_info(self) -> dict | None:
+        """exit.json written by the supervisor when the trainer process ended, or None."""
+        try:
+            info = json.loads((self.path / "exit.json").read_bytes())
+        except (OSError, ValueError):
+            return None
+        return info if isinstance(info, dict) else None
+
+    def pid(self) -> int | None:
+        """The trainer's pid: trainer.pid, else the last start event's ``pid``."""
+        try:
+            return int((self.path / "trainer.pid").read_text().strip().split()[0])
+        except (OSError, ValueError, IndexError):
+            pass
+        start = self.state.start
+        if start is not None and isinstance(start.get("pid"), int) and not isinstance(start.get("pid"), bool):
+            return start["pid"]
+        return None
+
+    def process_alive(self, pid: int | None = None) -> bool | None:
+        """True/False when the trainer's process is known to run / be gone; None if unknown.
+
+        Alive means: the pid exists (``os.kill(pid, 0)``) and, where /proc exists, its command
+        line mentions "trainer" (a reused pid is not alive; neither is a zombie). Unknown when
+        there is no pid, or when meta.json names another host.
+        """
+        host = self.state.meta.get("host")
+        if isinstance(host, str) and host and host != _HOST:
+            return None  # trained on another machine (a shared folder): cannot tell from here
+        pid = self.pid() if pid is None else pid
+        if pid is None or pid <= 0:
+            return None
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            pass  # exists, owned by someone else
+        except OSError:
+            return None
+        if os.path.isdir("/proc/self"):
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    cmdline = f.read(8192)
+            except FileNotFoundError:
+                return False
+            except OSError:
+                return None
+            if cmdline:
+                return b"trainer" in cmdline
+            return _proc_state(pid) not in ("Z", "X", None)  # empty: a zombie, or exec in progress
+        return True
+
+    # -- commanding -----------------------------------------------------------------------
+
+    def send(self, cmd: str, values: dict | None = None, *, reason: str = "", source: str = "cli") -> str:
+        """Append one command to control.jsonl and return its id.
+
+        ``set`` values are checked first with ``trainer.live.validate`` against the live
+        settings in force; a refusal raises ``ValueError(reason)`` and nothing is written.
+        """
+        if cmd not in COMMANDS:
+            raise ValueError(f"unknown command {cmd!r} (allowed: {', '.join(COMMANDS)})")
+        line: dict[str, Any] = {"v": 1, "id": uuid.uuid4().hex, "t": time.time(), "cmd": cmd}
+        if cmd == "set":
+            clean, problem = validate(values, self.state.live, self.state.epoch_in_progress())
+            if problem:
+                raise ValueError(problem)
+            line["values"] = clean
+        elif values:
+            raise ValueError(f"'{cmd}' takes no values")
+        if reason:
+            line["reason"] = str(reason)
+        if source:
+            line["source"] = str(source)
+        try:
+            data = (json.dumps(line, separators=(", ", ": "), allow_nan=False) + "\n").encode("utf-8")
+        except ValueError as e:  # NaN somewhere validate let through (it should not)
+            raise ValueError(f"cannot encode the command: {e}") from None
+        append_line(self.control_path, data)
+        return line["id"]
+
+    def answer(self, cmd_id: str) -> dict | None:
+        adj = self.state.adjustment(cmd_id)
+        return adj.answer if adj is not None else None
+
+    def wait_for_answer(self, cmd_id: str, timeout: float, poll: float = 0.05) -> dict | None:
+        """Refresh until the ack/nack for ``cmd_id`` is read; None on timeout.
+
+        Returns early (None) when the run has ended or crashed without answering.
+        """
+        deadline = time.monotonic() + max(0.0, timeout)
+        while True:
+            self.refresh()
+            ans = self.answer(cmd_id)
+            if ans is not None:
+                return ans
+            if self.state.status in ("finished", "early_stop", "stopped", "crashed") and not self.events_tail.more:
+                return None
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            time.sleep(min(poll, left))
+
+
+def _proc_state(pid: int) -> str | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read(4096)
+        return stat[stat.rindex(b")") + 2:][:1].decode()
+    except (OSError, ValueError):
+        return None
+
+
+def append_line(path: Path, data: bytes) -> None:
+    """Append ``data`` (one whole line) with a single write() on an O_APPEND fd, mode 0600."""
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
+    fd = os.open(path, flags, 0o600)
+    try:
+        st = os.fstat(fd)
+        if st.st_mode & (stat_mod.S_IWGRP | stat_mod.S_IWOTH):
+            raise ControlFileError(
+                f"{path} is writable by group or others (mode {oct(st.st_mode & 0o777)}): the trainer "
+                "ignores it; check its contents, then run chmod 600 on it"
+            )
+        n = os.write(fd, data)
+        if n != len(data):  # a short write on a regular file: disk full
+            raise OSError(f"{path}: short write ({n} of {len(data)} bytes); the disk may be full")
+    finally:
+        os.close(fd)

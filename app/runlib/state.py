@@ -1,0 +1,378 @@
+"""A run rebuilt from its record (events.jsonl + control.jsonl), event by event.
+
+Pure data and pure Python: the cockpit and the CLI read these attributes directly. The rules
+(docs/runlib.md):
+
+- segment replacement: a ``start`` event with ``resume_epoch = N`` drops every epoch (and step
+  point) after N seen so far: the resumed run re-runs them and its points replace the old ones;
+- bounded memory: at most ``max_steps`` step points (the older half is thinned by 2 whenever
+  the buffer fills, so recent steps stay at full resolution), the last ``max_warnings`` warnings
+  (``warning_counts`` counts all of them);
+- an answer (ack/nack) may be applied before its command line: it is recorded and completed
+  when the command arrives;
+- status: ``end.reason`` wins; otherwise 'crashed' when the process is known to be gone
+  (``exit_info`` from exit.json, or ``process_gone``), 'paused' after ``paused``, 'running'
+  after any event, else 'starting'.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from pathlib import Path
+
+import yaml
+
+from .records import (  # noqa: F401 - re-exported
+    END_STATUS, NONFINITE_CODES, Adjustment, StepPoint, _float, _int, _pairs, describe_exit,
+    live_from_config_dict,
+)
+
+class RunState:
+    """The run as its files describe it. Feed it with :meth:`apply` and :meth:`apply_command`."""
+
+    def __init__(self, run_dir: str | os.PathLike | None = None, name: str | None = None,
+                 *, max_steps: int = 2000, max_warnings: int = 200):
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.name = name or (self.run_dir.name if self.run_dir else "")
+        self.max_steps = max(int(max_steps), 4)
+        self.max_warnings = max(int(max_warnings), 1)
+        self.config: dict = {}
+        self.meta: dict = {}
+        self.start: dict | None = None
+        self.epochs: dict[int, dict] = {}
+        self.steps: list[StepPoint] = []
+        self.steps_seen = 0
+        self.last_step: dict | None = None
+        self.live: dict = {}
+        self.total_epochs: int | None = None
+        self.best_val_f: float | None = None
+        self.best_epoch: int | None = None
+        self.warnings: list[dict] = []
+        self.warning_counts: Counter = Counter()
+        self.nonfinite_seen = False
+        self.checkpoints: dict[str, dict] = {}  # kind ('last' | 'best') -> last checkpoint event
+        self.adjustments: list[Adjustment] = []
+        self._by_id: dict[str, Adjustment] = {}
+        self._no_id_by_line: dict[int, Adjustment] = {}
+        self.duplicate_commands = 0
+        self.paused = False
+        self.end: dict | None = None
+        self.exit_info: dict | None = None  # exit.json of the trainer process (set by Run)
+        self.process_gone = False  # the trainer's pid is gone without an end event (set by Run)
+        self.bad_event_lines = 0  # set by Run from its tails
+        self.bad_control_lines = 0
+        self.bad_events = 0  # parsed objects whose fields made no sense (skipped)
+        self.last_error = ""
+        self.events_seen = 0
+        self.last_event_t: float | None = None
+        self.last_seq: int | None = None
+        if self.run_dir is not None:
+            self.load_files()
+
+    # -- files next to the record -------------------------------------------------------
+
+    def load_files(self) -> None:
+        """(Re)load config.yaml and meta.json; missing or broken files leave {}."""
+        if self.run_dir is None:
+            return
+        try:
+            cfg = yaml.safe_load((self.run_dir / "config.yaml").read_text(encoding="utf-8", errors="replace"))
+            self.config = cfg if isinstance(cfg, dict) else {}
+        except (OSError, yaml.YAMLError):
+            pass
+        try:
+            meta = json.loads((self.run_dir / "meta.json").read_bytes())
+            self.meta = meta if isinstance(meta, dict) else {}
+        except (OSError, ValueError):
+            pass
+        if self.start is None:
+            self.live = live_from_config_dict(self.config)
+            train = self.config.get("training")
+            if isinstance(train, dict) and _int(train.get("epochs")) is not None:
+                self.total_epochs = _int(train.get("epochs"))
+        if not self.name and isinstance(self.config.get("name"), str):
+            self.name = self.config["name"]
+
+    # -- derived ------------------------------------------------------------------------
+
+    @property
+    def bad_lines(self) -> int:
+        return self.bad_event_lines + self.bad_control_lines
+
+    @property
+    def status(self) -> str:
+        if self.end is not None:
+            return END_STATUS.get(str(self.end.get("reason")), "crashed")
+        if self.exit_info is not None or self.process_gone:
+            return "crashed"
+        if self.events_seen == 0:
+            return "starting"
+        return "paused" if self.paused else "running"
+
+    @property
+    def crash_reason(self) -> str | None:
+        if self.status != "crashed":
+            return None
+        if self.end is not None:
+            if self.end.get("reason") != "crashed":
+                return f"ended with an unknown reason {self.end.get('reason')!r}"
+            return str(self.end.get("error") or "the trainer reported a crash")
+        if self.exit_info is not None:
+            return describe_exit(self.exit_info)
+        return "the trainer process is gone without an end event"
+
+    def status_detail(self) -> str:
+        s = self.status
+        if s == "crashed":
+            return f"crashed: {self.crash_reason}"
+        if s == "paused" and self.last_step:
+            return f"paused at epoch {self.last_step.get('epoch')}, step {self.last_step.get('step')}"
+        return s
+
+    def history(self) -> list[dict]:
+        """Epoch events sorted by epoch (after segment replacement)."""
+        return [self.epochs[k] for k in sorted(self.epochs)]
+
+    @property
+    def last_epoch(self) -> int:
+        """The last completed epoch (0 before the first)."""
+        return max(self.epochs) if self.epochs else 0
+
+    def epoch_in_progress(self) -> int:
+        ep = self.last_epoch + 1
+        if self.last_step and _int(self.last_step.get("epoch")) is not None:
+            ep = max(ep, _int(self.last_step["epoch"]))
+        if self.total_epochs:
+            ep = min(ep, self.total_epochs)
+        return ep
+
+    def pending(self) -> list[Adjustment]:
+        return [a for a in self.adjustments if a.status == "pending"]
+
+    def adjustment(self, cmd_id: str) -> Adjustment | None:
+        return self._by_id.get(cmd_id)
+
+    def stderr_tail(self, n: int = 5, max_bytes: int = 64 * 1024) -> list[str]:
+        """The last ``n`` non-blank lines of stderr.log, read backwards from its end."""
+        if self.run_dir is None or n <= 0:
+            return []
+        try:
+            with open(self.run_dir / "stderr.log", "rb") as f:
+                size = f.seek(0, os.SEEK_END)
+                data = b""
+                pos = size
+                while pos > 0 and data.count(b"\n") <= n + 1 and size - pos < max_bytes:
+                    step = min(8192, pos)
+                    pos -= step
+                    f.seek(pos)
+                    data = f.read(step) + data
+        except OSError:
+            return []
+        lines = [ln.rstrip("\r") for ln in data.decode("utf-8", errors="replace").split("\n")]
+        if pos > 0 and lines:
+            lines = lines[1:]  # the first one is probably cut
+        lines = [ln for ln in lines if ln.strip()]
+        return lines[-n:]
+
+    # -- feeding ------------------------------------------------------------------------
+
+    def apply(self, event: dict) -> None:
+        """Apply one events.jsonl object. Objects that make no sense are counted, never raised."""
+        if not isinstance(event, dict):
+            return
+        typ = event.get("type")
+        handler = _HANDLERS.get(typ) if isinstance(typ, str) else None
+        self.events_seen += 1
+        t = event.get("t")
+        if isinstance(t, (int, float)) and not isinstance(t, bool):
+            self.last_event_t = float(t)
+        seq = event.get("seq")
+        if type(seq) is int:
+            self.last_seq = seq
+        if handler is None:
+            return
+        try:
+            handler(self, event)
+        except (TypeError, ValueError, KeyError, AttributeError) as e:
+            self.bad_events += 1
+            self.last_error = f"{event.get('type')} event seq {event.get('seq')}: {type(e).__name__}: {e}"
+
+    def _on_start(self, ev: dict) -> None:
+        self.start = ev
+        resume = _int(ev.get("resume_epoch")) or 0
+        if any(e > resume for e in self.epochs):
+            self.epochs = {e: v for e, v in self.epochs.items() if e <= resume}
+        if self.steps and self.steps[-1].epoch > resume:
+            self.steps = [p for p in self.steps if p.epoch <= resume]
+        if self.last_step and (_int(self.last_step.get("epoch")) or 0) > resume:
+            self.last_step = None
+        self._recompute_best()
+        if isinstance(ev.get("live"), dict):
+            self.live = dict(ev["live"])
+        if _int(ev.get("epochs")) is not None:
+            self.total_epochs = _int(ev["epochs"])
+        if isinstance(ev.get("name"), str) and ev["name"] and not self.name:
+            self.name = ev["name"]
+        self.paused = False
+        self.end = None
+        self.exit_info = None
+        self.process_gone = False
+        if self.run_dir is not None:
+            self.load_files()  # meta.json is rewritten on resume
+
+    def _recompute_best(self) -> None:
+        self.best_val_f, self.best_epoch = None, None
+        if not self.epochs:
+            return
+        last = self.epochs[max(self.epochs)]
+        if isinstance(last.get("best_val_f"), (int, float)):
+            self.best_val_f, self.best_epoch = float(last["best_val_f"]), _int(last.get("best_epoch"))
+            return
+        for e in sorted(self.epochs):
+            f = self.epochs[e].get("val_f")
+            if isinstance(f, (int, float)) and (self.best_val_f is None or f > self.best_val_f):
+                self.best_val_f, self.best_epoch = float(f), e
+
+    def _on_step(self, ev: dict) -> None:
+        self.last_step = ev
+        self.steps_seen += 1
+        loss, lr = ev.get("loss"), ev.get("lr")
+        step, epoch = ev.get("step"), ev.get("epoch")
+        if type(step) is not int:
+            step = _int(step) or 0
+        if type(epoch) is not int:
+            epoch = _int(epoch) or 0
+        self.steps.append(StepPoint(step, epoch, _float(loss), _float(lr)))
+        if len(self.steps) >= self.max_steps:
+            half = len(self.steps) // 2
+            self.steps = self.steps[:half:2] + self.steps[half:]
+        if self.paused and self.end is None:
+            self.paused = False  # a step after 'paused' means it runs again
+
+    def _on_epoch(self, ev: dict) -> None:
+        ep = _int(ev["epoch"])
+        if ep is None:
+            raise ValueError(f"epoch {ev['epoch']!r} is not an integer")
+        self.epochs[ep] = ev
+        if _int(ev.get("epochs")) is not None:
+            self.total_epochs = _int(ev["epochs"])
+        if ev.get("nonfinite"):
+            self.nonfinite_seen = True
+        if isinstance(ev.get("best_val_f"), (int, float)):
+            self.best_val_f = float(ev["best_val_f"])
+            self.best_epoch = _int(ev.get("best_epoch"))
+        else:
+            f = ev.get("val_f")
+            if isinstance(f, (int, float)) and (self.best_val_f is None or f > self.best_val_f):
+                self.best_val_f, self.best_epoch = float(f), ep
+
+    def _on_checkpoint(self, ev: dict) -> None:
+        self.checkpoints[str(ev.get("kind"))] = ev
+
+    def _on_warning(self, ev: dict) -> None:
+        code = str(ev.get("code"))
+        self.warning_counts[code] += 1
+        self.warnings.append(ev)
+        if len(self.warnings) > self.max_warnings:
+            del self.warnings[0]
+        if code in NONFINITE_CODES:
+            self.nonfinite_seen = True
+
+    def _on_answer(self, ev: dict) -> None:
+        cid = ev.get("id")
+        adj = None
+        if isinstance(cid, str):
+            adj = self._by_id.get(cid)
+            if adj is None:  # the answer was read before its command line
+                adj = Adjustment(id=cid, cmd=ev.get("cmd"))
+                self._by_id[cid] = adj
+                self.adjustments.append(adj)
+        else:
+            line = _int(ev.get("line"))
+            adj = self._no_id_by_line.get(line) if line is not None else None
+            if adj is None:
+                adj = Adjustment(id=None, cmd=ev.get("cmd"), line=line)
+                if line is not None:
+                    self._no_id_by_line[line] = adj
+                self.adjustments.append(adj)
+        if adj.answer is not None:
+            return  # the first answer stands
+        adj.answer = ev
+        adj.answer_t = ev.get("t")
+        adj.answer_epoch = _int(ev.get("epoch"))
+        adj.answer_step = _int(ev.get("step"))
+        if adj.line is None and _int(ev.get("line")) is not None:
+            adj.line = _int(ev["line"])
+        if ev["type"] == "ack":
+            adj.status = "applied"
+            changes = ev.get("changes") if isinstance(ev.get("changes"), dict) else {}
+            adj.changes = dict(changes)
+            for k, (_, new) in _pairs(changes):
+                self.live[k] = new
+                if k == "epochs" and _int(new) is not None:
+                    self.total_epochs = _int(new)
+        else:
+            adj.status = "refused"
+            adj.answer_reason = str(ev.get("reason") or "")
+
+    def _on_paused(self, ev: dict) -> None:
+        self.paused = True
+
+    def _on_resumed(self, ev: dict) -> None:
+        self.paused = False
+
+    def _on_end(self, ev: dict) -> None:
+        self.end = ev
+        self.paused = False
+        if isinstance(ev.get("best_val_f"), (int, float)):
+            self.best_val_f = float(ev["best_val_f"])
+            self.best_epoch = _int(ev.get("best_epoch"))
+
+    def apply_command(self, cmd: dict, line_no: int) -> None:
+        """Apply one control.jsonl object found at 1-based line ``line_no``."""
+        if not isinstance(cmd, dict):
+            return
+        cid = cmd.get("id")
+        values = cmd.get("values") if isinstance(cmd.get("values"), dict) else {}
+        if isinstance(cid, str) and cid:
+            adj = self._by_id.get(cid)
+            if adj is not None and adj.line is not None:
+                self.duplicate_commands += 1  # the first line with an id is the one answered
+                return
+            placeholder = adj is not None
+            if adj is None:
+                adj = Adjustment(id=cid)
+                self._by_id[cid] = adj
+                self.adjustments.append(adj)
+        else:
+            adj = self._no_id_by_line.get(line_no)
+            if adj is None:
+                adj = Adjustment(id=None)
+                self._no_id_by_line[line_no] = adj
+                self.adjustments.append(adj)
+        adj.cmd = cmd.get("cmd") if isinstance(cmd.get("cmd"), str) else adj.cmd
+        adj.values = values
+        adj.reason = str(cmd.get("reason") or "")
+        adj.source = str(cmd.get("source") or "")
+        t = cmd.get("t")
+        adj.sent_t = float(t) if isinstance(t, (int, float)) and not isinstance(t, bool) else None
+        adj.line = line_no
+        if isinstance(cid, str) and cid and placeholder:
+            # answered before its line was read: move it to its place in send order
+            self.adjustments.sort(key=lambda a: a.line if a.line is not None else float("inf"))
+
+
+_HANDLERS = {
+    "start": RunState._on_start,
+    "step": RunState._on_step,
+    "epoch": RunState._on_epoch,
+    "checkpoint": RunState._on_checkpoint,
+    "warning": RunState._on_warning,
+    "ack": RunState._on_answer,
+    "nack": RunState._on_answer,
+    "paused": RunState._on_paused,
+    "resumed": RunState._on_resumed,
+    "end": RunState._on_end,
+}
