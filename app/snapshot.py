@@ -49,6 +49,7 @@ class RunView:
     eta_at: float | None  # unix time the run should end
     samples_per_s: float | None
     step: int | None
+    step_lr: float | None  # the LR the last step used (schedule applied)
     last: dict | None  # the latest epoch event
     best_val_f: float | None
     best_epoch: int | None
@@ -157,6 +158,7 @@ def build_view(index: int, run: Any, rules: Any, gpu: dict | None = None, verdic
         status_detail=_safe(st.status_detail), colour=colour, phase=getattr(v, "phase", "?") or "?",
         summary=getattr(v, "summary", "") or "", epoch=done, total_epochs=total, progress=progress,
         eta_at=eta_at, samples_per_s=(ls or {}).get("samples_per_s"), step=(ls or {}).get("step"),
+        step_lr=(ls or {}).get("lr"),
         last=dict(last) if last else None, best_val_f=st.best_val_f, best_epoch=st.best_epoch,
         live=dict(st.live or {}), signals=tuple(getattr(v, "signals", ()) or ()),
         actions=tuple(getattr(v, "actions", ()) or ()),

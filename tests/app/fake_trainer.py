@@ -41,6 +41,7 @@ DEFAULT_LIVE = {
     "epochs": 8, "grad_clip": 1.0, "patience": 0, "rotation": 20.0, "scale_range": [0.85, 1.15],
     "hflip": True,
 }
+SMALL = (2, 4, 5, 6, 7, 8, 9, 10, 11, 12)
 BASE_F = (0.93, 0.86, 0.70, 0.2, 0.55, 0.56, 0.50, 0.52, 0.45, 0.44, 0.48, 0.50, 0.58,
           0.82, 0.3, 0.1, 0.0, 0.70, 0.66)
 
@@ -52,11 +53,15 @@ def canned_epoch(e: int, live: dict, scenario: str = "healthy") -> dict:
     train_f = round(0.80 * k, 4)
     train_loss = round(1.6 * math.exp(-e / 8) + 0.2, 4)
     val_loss = round(1.65 * math.exp(-e / 8) + 0.25, 4)
-    if scenario == "overfit":
+    if "overfit" in scenario:
         train_f = round(min(0.99, val_f + 0.25), 4)
         train_loss = round(train_loss * 0.4, 4)
-        val_loss = round(val_loss + 0.05 * e, 4)
-    per = [None if i == 16 else round(min(1.0, b * (val_f / 0.78) * (1.0 + 0.01 * ((e + i) % 3))), 4)
+        val_loss = round(0.9 + 0.06 * e, 4)
+    small_scale = 1.0
+    if "worse" in scenario:  # a change that hurts: lower val F, the small parts most
+        val_f, small_scale = round(val_f * 0.93, 4), 0.8
+    per = [None if i == 16 else round(min(1.0, b * (val_f / 0.78) * (small_scale if i in SMALL else 1.0)
+                                          * (1.0 + 0.01 * ((e + i) % 3))), 4)
            for i, b in enumerate(BASE_F)]
     tper = [None if v is None else round(min(1.0, v * train_f / max(val_f, 1e-6)), 4) for v in per]
     return {"train_loss": train_loss, "val_loss": val_loss, "val_f": val_f, "train_f": train_f,

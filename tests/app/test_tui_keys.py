@@ -26,7 +26,7 @@ def fake(tmp_path):
     def start(name="alpha", **kw):
         kw.setdefault("epochs", 30)
         kw.setdefault("history", 3)
-        kw.setdefault("step_delay", 0.05)
+        kw.setdefault("step_delay", 0.3)
         ft = FakeTrainer(tmp_path / name, **kw).start()
         started.append(ft)
         return ft

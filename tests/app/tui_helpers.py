@@ -13,7 +13,7 @@ from app.tui.app import SegwatchApp
 from app.tui.widgets.run_pane import RunPane
 
 
-def make_app(run_dirs: list[Path], interval: float = 0.05, rules=None) -> SegwatchApp:
+def make_app(run_dirs: list[Path], interval: float = 0.1, rules=None) -> SegwatchApp:
     runs = [Run(d) for d in run_dirs]
     rules = rules or [load_rules() for _ in runs]
     return SegwatchApp(runs, rules, interval=interval, gpu=False)

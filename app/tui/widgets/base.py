@@ -33,8 +33,8 @@ def f_style(v: Any) -> str:
     return "red" if v < 0.3 else "yellow" if v < 0.6 else "green"
 
 
-def changes_text(changes: dict, values: dict | None = None, live: dict | None = None) -> str:
-    """'lr 3.00e-04→1.80e-04, gamma 2.5→2' from an ack's changes, or from values vs live."""
+def changes_parts(changes: dict, values: dict | None = None, live: dict | None = None) -> list[str]:
+    """['lr 3.00e-04→1.80e-04', 'gamma 2.5→2'] from an ack's changes, or from values vs live."""
     parts = []
     if changes:
         for k, pair in changes.items():
@@ -46,7 +46,11 @@ def changes_text(changes: dict, values: dict | None = None, live: dict | None = 
         for k, v in (values or {}).items():
             old = (live or {}).get(k)
             parts.append(f"{k} {fv(old)}→{fv(v)}" if old is not None else f"{k} →{fv(v)}")
-    return ", ".join(parts)
+    return parts
+
+
+def changes_text(changes: dict, values: dict | None = None, live: dict | None = None) -> str:
+    return ", ".join(changes_parts(changes, values, live))
 
 
 class ViewWidget(Widget):

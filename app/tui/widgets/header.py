@@ -66,8 +66,7 @@ class Numbers(ViewWidget):
     """Train and val loss, val F and best val F, train F; lr, gamma, alpha, dropout."""
 
     def key(self, view: RunView):
-        return (view.last and view.last.get("epoch"), view.best_val_f, view.best_epoch, view.live,
-                view.last and view.last.get("lr"))
+        return (view.last and view.last.get("epoch"), view.best_val_f, view.best_epoch, view.live, view.step_lr)
 
     def draw(self, v: RunView) -> Text:
         e = v.last or {}
@@ -87,6 +86,6 @@ class Numbers(ViewWidget):
                 t.append("  ")
             t.append(f"{label} ", style="dim")
             t.append(fv(live.get(key)), style="bold")
-        if e.get("lr") is not None:
-            t.append(f"  (lr at ep end {fv(e.get('lr'))})", style="dim")
+        if isinstance(v.step_lr, float) and v.step_lr != live.get("lr"):
+            t.append(f"  (last step used lr {fv(v.step_lr)})", style="dim")
         return t

@@ -8,7 +8,7 @@ from rich.text import Text
 
 from app.snapshot import RunView
 
-from .base import MARK, ViewWidget, changes_text
+from .base import MARK, ViewWidget, changes_parts
 
 
 def _g(obj: Any, key: str, default: Any = None) -> Any:
@@ -21,10 +21,15 @@ def action_values(action: Any) -> dict:
 
 class HealthPanel(ViewWidget):
     def key(self, view: RunView):
-        return (view.signals, view.actions, view.live, view.phase)
+        return (view.signals, view.actions, view.live, view.phase, self.size.width)
+
+    def on_resize(self) -> None:
+        if self.view is not None:
+            self._key = None
+            self.set_view(self.view)
 
     def draw(self, v: RunView) -> Text:
-        t = Text(no_wrap=True, overflow="ellipsis")  # one line per signal, cut at the pane's edge
+        t = Text()  # one line per signal: app.tcss cuts long ones at the pane edge (text-wrap: nowrap)
         t.append("health", style="bold underline")
         t.append(f"  phase {v.phase}", style="dim")
         if not v.signals:
@@ -46,7 +51,15 @@ class HealthPanel(ViewWidget):
             t.append("\n   ")
             t.append("[enter]/a", style="reverse")
             if vals:
-                t.append(f" sends {changes_text({}, vals, v.live)}")
+                # the panel does not wrap (long signal lines are cut): wrap what is sent by hand
+                width, col = max(self.size.width, 40), 18
+                t.append(" sends")
+                for i, part in enumerate(changes_parts({}, vals, v.live)):
+                    if i and col + len(part) + 2 > width:
+                        t.append("\n         ")
+                        col = 9
+                    t.append((", " if i and col > 9 else " ") + part)
+                    col += len(part) + 2
             else:
                 t.append(f" {_g(first, 'preset', '')}: advice only, nothing to send", style="dim")
             for a in v.actions[1:3]:

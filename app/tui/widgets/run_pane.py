@@ -23,19 +23,21 @@ class RunPane(VerticalScroll, can_focus=False):
         self.view: RunView | None = None
         self.border_title = f"{index + 1} {name}"
         self._thresholds = thresholds
+        self.parts: list = []
+        self.header: PaneHeader | None = None
 
     def compose(self) -> ComposeResult:
-        yield PaneHeader(classes="pane-header")
-        yield Numbers(classes="numbers")
+        # kept by reference (no queries): the clock may tick while the app shuts down
+        self.header = PaneHeader(classes="pane-header")
+        self.parts = [self.header, Numbers(classes="numbers"), LossPlot(classes="loss-plot"),
+                      FPlot(classes="f-plot"), HealthPanel(classes="health"), ClassTable(classes="classes"),
+                      AdjustLog(classes="adjustments")]
+        if self._thresholds:
+            self.parts[3].thresholds = self._thresholds
+        yield from self.parts[:2]
         with Horizontal(classes="plots"):
-            yield LossPlot(classes="loss-plot")
-            f = FPlot(classes="f-plot")
-            if self._thresholds:
-                f.thresholds = self._thresholds
-            yield f
-        yield HealthPanel(classes="health")
-        yield ClassTable(classes="classes")
-        yield AdjustLog(classes="adjustments")
+            yield from self.parts[2:4]
+        yield from self.parts[4:]
 
     def set_view(self, view: RunView) -> None:
         self.view = view
@@ -43,12 +45,10 @@ class RunPane(VerticalScroll, can_focus=False):
             self.set_class(view.colour == c, f"-{c}")
         self.border_title = f"{view.index + 1} {view.name}"
         self.border_subtitle = f"{view.status} · {view.phase}"
-        for w in (self.query_one(PaneHeader), self.query_one(Numbers), self.query_one(LossPlot),
-                  self.query_one(FPlot), self.query_one(HealthPanel), self.query_one(ClassTable),
-                  self.query_one(AdjustLog)):
+        for w in self.parts:
             w.set_view(view)
 
     def tick(self) -> None:
         """Once a second: let the header move its ETA on even when no event arrives."""
-        if self.view is not None:
-            self.query_one(PaneHeader).set_view(self.view)
+        if self.view is not None and self.header is not None and self.is_attached:
+            self.header.set_view(self.view)

@@ -1,0 +1,71 @@
+"""Regenerate the cockpit screenshots in docs/screenshots/ (SVG, Textual's save_screenshot).
+
+    python docs/make_screenshots.py
+
+The runs are the test suite's fake trainer replaying a canned record (tests/app/fake_trainer.py):
+no torch, a few seconds, the same picture every time except the clock times.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "app")]
+
+from fake_trainer import FakeTrainer  # noqa: E402
+
+from app.health import load_rules  # noqa: E402
+from app.runlib import Run  # noqa: E402
+from app.tui.app import SegwatchApp  # noqa: E402
+
+OUT = ROOT / "docs" / "screenshots"
+SIZE = (200, 58)
+
+
+async def _wait(pilot, pred, timeout=20.0):
+    deadline = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() > deadline:
+            raise TimeoutError("the screenshot runs did not get there")
+        await pilot.pause(0.05)
+
+
+async def shoot(specs: list[tuple[str, str, int]], filename: str, keys: list[tuple[int, str]]) -> Path:
+    with tempfile.TemporaryDirectory() as tmp:
+        fakes = [FakeTrainer(Path(tmp) / name, epochs=250, history=hist, steps_per_epoch=20, step_delay=3.0,
+                             scenario=scenario).start() for name, scenario, hist in specs]
+        try:
+            runs = [Run(f.run_dir) for f in fakes]
+            app = SegwatchApp(runs, [load_rules() for _ in runs], interval=0.1, gpu=False)
+            async with app.run_test(size=SIZE) as pilot:
+                await _wait(pilot, lambda: len(app.views) == len(fakes)
+                            and all(app.views[i].epoch == h for i, (_, _, h) in enumerate(specs)))
+                for index, key in keys:
+                    await pilot.press(str(index + 1), key)
+                    await _wait(pilot, lambda: any(a.status == "applied" for a in app.views[index].adjustments))
+                await pilot.press("1")
+                app.clear_notifications()
+                await pilot.pause(0.5)
+                path = Path(app.save_screenshot(filename, str(OUT)))
+        finally:
+            for f in fakes:
+                f.stop_thread()
+    return path
+
+
+def main() -> int:
+    OUT.mkdir(parents=True, exist_ok=True)
+    one = asyncio.run(shoot([("lmsa_focal", "healthy", 42)], "one_run.svg", [(0, "g")]))
+    two = asyncio.run(shoot([("lmsa_focal", "healthy", 42), ("lmsa_aggressive", "overfit+worse", 40)], "two_runs.svg",
+                            [(1, "l")]))
+    print(f"wrote {one.relative_to(ROOT)} and {two.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

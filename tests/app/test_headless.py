@@ -1,0 +1,67 @@
+"""`--headless`: one readable line per epoch per run, for nohup and CI logs."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from fake_trainer import FakeTrainer
+
+from app.headless import follow
+from app.health import load_rules
+from app.runlib import Run
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_one_line_per_epoch_per_run(tmp_path):
+    a = FakeTrainer(tmp_path / "a", epochs=8, history=8, hold=False)
+    b = FakeTrainer(tmp_path / "b", epochs=8, history=8, hold=False, scenario="overfit")
+    a.run()
+    b.run()
+    out = io.StringIO()
+    rc = follow([Run(a.run_dir), Run(b.run_dir)], [load_rules(), load_rules()], interval=0.01, out=out, timeout=10)
+    lines = out.getvalue().splitlines()
+    epoch_lines = [ln for ln in lines if " epoch " in ln and "/8 " in ln]
+    assert rc == 0
+    assert len(epoch_lines) == 16
+    assert sum(ln.split()[1] == "a" for ln in epoch_lines) == 8 and sum(ln.split()[1] == "b" for ln in epoch_lines) == 8
+    assert all(("GREEN" in ln) or ("YELLOW" in ln) or ("RED" in ln) for ln in epoch_lines)
+    assert any("YELLOW" in ln and "|" in ln and "Val loss" in ln for ln in epoch_lines if ln.split()[1] == "b")
+    assert any(ln.strip().endswith("finished") for ln in lines)
+    assert "\x1b[" not in out.getvalue()  # plain text: no colour codes in logs
+
+
+def test_crashed_run_exits_1_with_the_reason(tmp_path):
+    a = FakeTrainer(tmp_path / "a", epochs=2, history=2, hold=False)
+    a.run()
+    # the record of a process that died: no end event, exit.json from the supervisor
+    lines = (a.run_dir / "events.jsonl").read_text().splitlines()
+    (a.run_dir / "events.jsonl").write_text("\n".join(x for x in lines if '"end"' not in x) + "\n")
+    (a.run_dir / "exit.json").write_text('{"returncode": -9, "signal": 9, "t": 9999999999}')
+    (a.run_dir / "stderr.log").write_text("something broke\n")
+    out = io.StringIO()
+    rc = follow([Run(a.run_dir)], [load_rules()], interval=0.01, out=out, timeout=5)
+    assert rc == 1
+    assert "CRASHED: killed by SIGKILL (signal 9)" in out.getvalue()
+    assert "stderr: something broke" in out.getvalue()
+
+
+def test_attach_is_headless_when_stdout_is_not_a_terminal(tmp_path):
+    a = FakeTrainer(tmp_path / "runs" / "a", epochs=3, history=3, hold=False)
+    a.run()
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    p = subprocess.run([sys.executable, "-m", "app", "attach", "--runs-dir", str(tmp_path / "runs"), "a",
+                        "--interval", "0.05"], capture_output=True, text=True, timeout=60, env=env, cwd=ROOT)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.count("epoch ") >= 3 and "finished" in p.stdout
+
+
+def test_attach_without_running_runs_says_so(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    p = subprocess.run([sys.executable, "-m", "app", "attach", "--runs-dir", str(tmp_path)], capture_output=True,
+                       text=True, timeout=60, env=env, cwd=ROOT)
+    assert p.returncode == 1 and "no running run" in p.stderr

@@ -1,0 +1,134 @@
+"""End to end in a real terminal: tmux runs `segwatch run` with two tiny configs.
+
+It reads the screen with `capture-pane`, presses keys, detaches with `q`, checks the trainers
+survived, re-attaches with `segwatch attach` and finds the history. Each wait polls the screen
+with a deadline (no bare sleeps). Needs tmux (CI installs it in .ci/run).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from app.runlib import Run
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parents[2]
+TINY = ["data.synthetic_train=16", "data.synthetic_val=8", "data.image_size=64", "training.epochs=40",
+        "training.warmup_epochs=0", "training.batch_size=8", "training.log_every=1", "debug.step_delay=0.15"]
+W, H = 220, 60
+
+
+class Tmux:
+    def __init__(self) -> None:
+        self.socket = f"segwatch-e2e-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+    def __call__(self, *args: str, check: bool = True) -> str:
+        p = subprocess.run(["tmux", "-L", self.socket, *args], capture_output=True, text=True, timeout=20)
+        if check and p.returncode != 0:
+            raise AssertionError(f"tmux {' '.join(args)}: {p.stderr}")
+        return p.stdout
+
+    def screen(self, target: str, escapes: bool = False) -> str:
+        return self("capture-pane", "-p", *(["-e"] if escapes else []), "-t", target)
+
+    def wait(self, target: str, pred, timeout: float, what: str) -> str:
+        deadline = time.monotonic() + timeout
+        text = ""
+        while time.monotonic() < deadline:
+            text = self.screen(target)
+            if pred(text):
+                return text
+            time.sleep(0.2)
+        raise AssertionError(f"timed out after {timeout}s waiting for {what}; screen:\n{text}")
+
+    def kill(self) -> None:
+        self("kill-server", check=False)
+
+
+def shell(cmd: list[str]) -> str:
+    env = f"cd {ROOT} && export PYTHONPATH={ROOT} TERM=xterm-256color COLORTERM=truecolor && "
+    return env + " ".join(_q(c) for c in cmd) + "; echo __EXIT__$?; sleep 600"
+
+
+def _q(s: str) -> str:
+    return "'" + s.replace("'", "'\\''") + "'"
+
+
+def alive(run_dir: Path) -> bool:
+    try:
+        pid = int((run_dir / "trainer.pid").read_text())
+        os.kill(pid, 0)
+        return b"trainer" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (OSError, ValueError):
+        return False
+
+
+@pytest.fixture
+def tmux():
+    if not shutil.which("tmux"):
+        pytest.skip("tmux is not installed (the CI script .ci/run installs it)")
+    t = Tmux()
+    yield t
+    t.kill()
+
+
+def test_run_keys_detach_and_attach(tmux, tmp_path):
+    runs = tmp_path / "runs"
+    sets = [x for s in TINY for x in ("--set", s)]
+    cmd = [sys.executable, "-m", "app", "run", "configs/lmsa_focal.yaml", "configs/lmsa_aggressive.yaml",
+           *sets, "--runs-dir", str(runs), "--device", "cpu", "--no-gpu"]
+    dirs = [runs / "lmsa_focal", runs / "lmsa_aggressive"]
+    tmux("new-session", "-d", "-s", "e2e", "-x", str(W), "-y", str(H), shell(cmd))
+    try:
+        # both panes, side by side, each with a first epoch and a status colour
+        text = tmux.wait("e2e", lambda s: "1 lmsa_focal" in s and "2 lmsa_aggressive" in s, 30, "two panes")
+        assert any("1 lmsa_focal" in ln and "2 lmsa_aggressive" in ln for ln in text.splitlines())
+        tmux.wait("e2e", lambda s: len(re.findall(r"loss train \d", s)) >= 2, 90, "a first epoch in both panes")
+        text = tmux.wait("e2e", lambda s: sum(s.count(f" {c} ") for c in ("GREEN", "YELLOW", "RED")) >= 2, 30,
+                         "status badges")
+        coloured = tmux.screen("e2e", escapes=True)
+        assert "\x1b[" in coloured and any(f" {c} " in coloured for c in ("GREEN", "YELLOW"))
+        # press l on the selected (first) run: the real trainer acks, the pane shows it applied
+        tmux("send-keys", "-t", "e2e", "l")
+        text = tmux.wait("e2e", lambda s: "applied at step" in s, 30, "the adjustment applied")
+        assert "lr 3.00e-04→1.80e-04" in text or "lr 5.00e-04→3.00e-04" in text
+        # quit -> dialog -> detach; the trainers keep running
+        tmux("send-keys", "-t", "e2e", "q")
+        tmux.wait("e2e", lambda s: "Quit segwatch?" in s and "Detach" in s, 10, "the quit dialog")
+        tmux("send-keys", "-t", "e2e", "d")
+        text = tmux.wait("e2e", lambda s: "__EXIT__" in s, 15, "segwatch to exit")
+        assert "__EXIT__0" in text and "detached" in text
+        assert all(alive(d) for d in dirs), "a trainer died with the TUI"
+        # re-attach: the whole history, the adjustment included
+        tmux("new-window", "-t", "e2e", "-n", "again",
+             shell([sys.executable, "-m", "app", "attach", "--runs-dir", str(runs), "--no-gpu"]))
+        text = tmux.wait("e2e:again", lambda s: "lmsa_focal" in s and "lmsa_aggressive" in s and "applied at step" in s,
+                         30, "the re-attached cockpit with its history")
+        assert "preset: lr_down" in text
+        tmux("send-keys", "-t", "e2e:again", "q")
+        tmux.wait("e2e:again", lambda s: "Stop runs" in s, 10, "the quit dialog")
+        tmux("send-keys", "-t", "e2e:again", "s")
+        tmux.wait("e2e:again", lambda s: "__EXIT__0" in s, 15, "segwatch to exit after stopping")
+        deadline = time.monotonic() + 60
+        while any(alive(d) for d in dirs) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not any(alive(d) for d in dirs)
+        for d in dirs:
+            r = Run(d)
+            r.refresh()
+            assert r.state.status == "stopped", (d, r.state.status_detail())
+    finally:
+        for d in dirs:
+            if alive(d):
+                os.kill(int((d / "trainer.pid").read_text()), signal.SIGKILL)
