@@ -58,6 +58,7 @@ class RunState:
         self._no_id_by_line: dict[int, Adjustment] = {}
         self.duplicate_commands = 0
         self.paused = False
+        self.paused_event: dict | None = None  # the last 'paused' event
         self.end: dict | None = None
         self.exit_info: dict | None = None  # exit.json of the trainer process (set by Run)
         self.process_gone = False  # the trainer's pid is gone without an end event (set by Run)
@@ -127,8 +128,9 @@ class RunState:
         s = self.status
         if s == "crashed":
             return f"crashed: {self.crash_reason}"
-        if s == "paused" and self.last_step:
-            return f"paused at epoch {self.last_step.get('epoch')}, step {self.last_step.get('step')}"
+        where = self.paused_event if self.paused_event and "step" in self.paused_event else self.last_step
+        if s == "paused" and where:
+            return f"paused at epoch {where.get('epoch')}, step {where.get('step')}"
         return s
 
     def history(self) -> list[dict]:
@@ -319,6 +321,7 @@ class RunState:
 
     def _on_paused(self, ev: dict) -> None:
         self.paused = True
+        self.paused_event = ev
 
     def _on_resumed(self, ev: dict) -> None:
         self.paused = False

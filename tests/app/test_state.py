@@ -61,8 +61,8 @@ def test_starting_running_paused(tmp_path):
     assert st.live["lr"] == 0.0005 and st.total_epochs == 10  # from config.yaml before any event
     st.apply(rec.start(epochs=12))
     assert st.status == "running" and st.total_epochs == 12
-    st.apply(rec.event("paused", epoch=1, step=0, id="x"))
-    assert st.status == "paused" and st.status_detail() == "paused"
+    st.apply(rec.event("paused", epoch=1, step=7, id="x"))
+    assert st.status == "paused" and st.status_detail() == "paused at epoch 1, step 7"
     st.apply(rec.event("resumed", epoch=1, step=0, id="y"))
     assert st.status == "running"
 
