@@ -123,6 +123,8 @@ class DebugConfig:
     nan_at_step: Any = field(default=None, metadata=check(lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool) and v >= 1), "null or a global step >= 1"))
     step_delay: float = field(default=0.0, metadata=check(lambda v: 0 <= v <= 60, "seconds in [0, 60]"))
     max_steps_per_epoch: int = field(default=0, metadata=check(lambda v: v >= 0, "an integer >= 0 (0 = whole epoch)"))
+    # every rank appends (step, lr, gamma) per step to <run>/ranks/rank<N>.jsonl: proves DDP ranks agree
+    rank_log: bool = False
 
 
 @dataclass

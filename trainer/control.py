@@ -83,9 +83,11 @@ class ControlReader:
         self.refused = None
         if st.st_size <= self.offset and st.st_ino == self._inode:
             return [], None
+        replaced = self._inode is not None and st.st_ino != self._inode
         self._inode = st.st_ino
-        if st.st_size < self.offset:  # truncated or replaced: commands already answered stay answered
-            self.offset, self._partial = 0, b""
+        if st.st_size < self.offset or replaced:
+            # truncated or replaced: read it again from the start; answered ids stay answered
+            self.offset, self.line_no, self._partial, self._skipping = 0, 0, b"", False
         with open(self.path, "rb") as f:
             f.seek(self.offset)
             data = f.read(st.st_size - self.offset)

@@ -50,6 +50,7 @@ LIVE_KEYS: dict[str, LiveKey] = {
 }
 
 _CONFIG_TO_LIVE = {k.config_key: k.name for k in LIVE_KEYS.values()}
+_LEAF_TO_LIVE = {k.config_key.split(".")[-1]: k.name for k in LIVE_KEYS.values() if k.config_key.split(".")[-1] != k.name}
 
 
 def live_from_config(cfg: Config) -> dict[str, Any]:
@@ -116,9 +117,9 @@ def validate(values: Any, current: Mapping[str, Any], epoch: int = 0) -> tuple[d
     for name, raw in values.items():
         key = LIVE_KEYS.get(name)
         if key is None:
-            dotted = _CONFIG_TO_LIVE.get(name)
-            if dotted:
-                return {}, f"'{name}' is a config key; send the live name '{dotted}' instead"
+            live_name = _CONFIG_TO_LIVE.get(name) or _LEAF_TO_LIVE.get(name)
+            if live_name:
+                return {}, f"'{name}' is a config key; send the live name '{live_name}' instead"
             if name in restart or name in {k for k in all_keys()}:
                 return {}, f"'{name}' cannot change while the run is going: it needs a restart (live keys: {', '.join(LIVE_KEYS)})"
             close = difflib.get_close_matches(str(name), list(LIVE_KEYS), n=1, cutoff=0.6)

@@ -24,7 +24,7 @@ from trainer.data import build_datasets, class_frequencies, class_weights_from_f
 from trainer.data.augment import Augment
 from trainer.dist import DistContext
 from trainer.losses import SegLoss
-from trainer.model import build_model, count_params, set_dropout
+from trainer.model import DEFAULT_WIDTH, build_model, count_params, set_dropout
 from trainer.record import EventWriter, atomic_write_text, read_events
 from trainer.steer import Steering
 
@@ -154,7 +154,7 @@ def build(cfg: Config, device: torch.device, dist: DistContext) -> Components:
     if steps < 1:
         raise ConfigError(f"training.batch_size = {t.batch_size}: larger than the {per_rank} training images per process; "
                           f"allowed: at most {per_rank}")
-    model = build_model(attention=cfg.model.attention, width=cfg.model.width or None, dropout=t.dropout)
+    model = build_model(attention=cfg.model.attention, width=cfg.model.width or DEFAULT_WIDTH, dropout=t.dropout)
     params = count_params(model)
     if params > cfg.model.max_params:
         raise ConfigError(f"model.max_params = {cfg.model.max_params}: the model has {params:,} parameters "

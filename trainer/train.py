@@ -14,10 +14,21 @@ from typing import Any
 import torch
 
 from trainer import checkpoint as ckpt
+from trainer.dist import DistContext
 from trainer.metrics import FScoreMeter
 from trainer.schedule import lr_at
 from trainer.setup import Components
 from trainer.steer import Requests
+
+
+def reduced(meter: FScoreMeter, dist: DistContext, device: torch.device) -> dict[str, Any]:
+    """The meter's result over every rank's images (sums of per-image scores and confusions)."""
+    if dist.enabled:
+        if meter._device is None:
+            meter._init(device)
+        for name in ("_score_sum", "_images", "_class_f_sum", "_class_count", "_pooled", "_bad"):
+            dist.all_reduce_sum(getattr(meter, name))
+    return meter.compute()
 
 
 class StopRun(Exception):
@@ -43,6 +54,10 @@ class Trainer:
         self.sigterm = False
         self.skipped = 0
         self.printer = None  # callable(str) for the per-epoch line on stdout
+        self.rank_log = None
+        if self.cfg.debug.rank_log:
+            (c.run_dir / "ranks").mkdir(exist_ok=True)
+            self.rank_log = open(c.run_dir / "ranks" / f"rank{self.dist.rank}.jsonl", "a")
 
     # --- schedule ---------------------------------------------------------------------------
     def lr_for(self, step: int) -> float:
@@ -99,7 +114,7 @@ class Trainer:
         self.pending_aug.clear()
         c.model.train()
         loader = c.train_loader(epoch, self.step_in_epoch)
-        meter = FScoreMeter(device=c.device)
+        meter = FScoreMeter()
         loss_sum = torch.zeros((), device=c.device)
         n_ok, self.skipped = 0, 0
         log_loss = torch.zeros((), device=c.device)
@@ -137,7 +152,7 @@ class Trainer:
             if self.cfg.debug.step_delay:
                 time.sleep(self.cfg.debug.step_delay)
             t_wait = time.perf_counter()
-        train = meter.compute(self.dist)
+        train = reduced(meter, self.dist, c.device)
         train_loss = self.dist.all_reduce_sum(torch.stack([loss_sum, torch.tensor(float(n_ok), device=c.device)]))
         val = self.validate()
         self.epoch = epoch
@@ -181,6 +196,9 @@ class Trainer:
         c = self.c
         for g in c.optimizer.param_groups:
             g["lr"] = lr
+        if self.rank_log:
+            self.rank_log.write(f'{{"step":{self.step + 1},"lr":{lr!r},"gamma":{self.live["gamma"]!r}}}\n')
+            self.rank_log.flush()
         with torch.autocast(device_type=c.device.type, dtype=torch.bfloat16, enabled=c.amp):
             logits = c.model(images)
             loss, _parts = c.loss_fn(logits, masks)
@@ -206,7 +224,7 @@ class Trainer:
     def validate(self) -> dict[str, Any]:
         c = self.c
         c.model.eval()
-        meter = FScoreMeter(device=c.device)
+        meter = FScoreMeter()
         sums = torch.zeros(2, device=c.device)
         for i, (images, masks) in enumerate(c.val_loader()):
             if i % 4 == 0:
@@ -222,7 +240,7 @@ class Trainer:
             sums[1] += images.shape[0]
             meter.update(logits.argmax(1), masks)
         self.dist.all_reduce_sum(sums)
-        out = meter.compute(self.dist)
+        out = reduced(meter, self.dist, c.device)
         out["loss"] = (sums[0] / sums[1].clamp(min=1)).item()
         c.model.train()
         return out

@@ -142,3 +142,24 @@ def test_control_file_writable_by_others_is_refused(run):
     os.chmod(tmp / "control.jsonl", 0o600)
     s.poll(1, 2)
     assert applied == [{"lr": 1e-4}]
+
+
+def test_config_key_names_point_to_the_live_name(run):
+    s, send, answers, applied, _ = run
+    send({"v": 1, "id": "k", "cmd": "set", "values": {"learning_rate": 1e-4}})
+    s.poll(1, 0)
+    assert "send the live name 'lr'" in answers()[0]["reason"]
+
+
+def test_a_replaced_control_file_is_read_from_its_start(run):
+    s, send, answers, applied, tmp = run
+    send({"v": 1, "id": "a", "cmd": "set", "values": {"lr": 1e-4}})
+    s.poll(1, 0)
+    new = tmp / "control.new"
+    lines = [json.dumps({"v": 1, "id": "a", "cmd": "set", "values": {"lr": 1e-4}}),
+             json.dumps({"v": 1, "id": "b", "cmd": "set", "values": {"gamma": 1.0}})]
+    new.write_text("\n".join(lines) + "\n")
+    os.chmod(new, 0o600)
+    os.replace(new, tmp / "control.jsonl")
+    s.poll(1, 1)
+    assert [a["id"] for a in answers()] == ["a", "b"] and applied == [{"lr": 1e-4}, {"gamma": 1.0}]
