@@ -1,0 +1,71 @@
+"""A live `set` changes what the trainer actually computes (not just what it reports)."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from trainer.config import load_config
+from trainer.dist import DistContext
+from trainer.setup import build
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def comp():
+    torch.set_num_threads(1)
+    cfg = load_config(ROOT / "configs" / "lmsa_focal.yaml",
+                      ["data.synthetic_train=16", "data.synthetic_val=4", "data.image_size=64", "training.batch_size=4"])
+    return build(cfg, torch.device("cpu"), DistContext())
+
+
+def fixed_batch():
+    g = torch.Generator().manual_seed(0)
+    return torch.randn(2, 19, 16, 16, generator=g), torch.randint(0, 19, (2, 16, 16), generator=g)
+
+
+def test_set_gamma_changes_the_computed_loss(comp):
+    logits, target = fixed_batch()
+    before, _ = comp.loss_fn(logits, target)
+    comp.apply_live({"gamma": 1.5})
+    after, _ = comp.loss_fn(logits, target)
+    comp.apply_live({"gamma": 2.0})
+    again, _ = comp.loss_fn(logits, target)
+    assert after.item() != pytest.approx(before.item(), rel=1e-4)
+    assert again.item() == pytest.approx(before.item(), rel=1e-6)
+
+
+def test_set_alpha_and_dice_weight_change_the_loss(comp):
+    logits, target = fixed_batch()
+    base, _ = comp.loss_fn(logits, target)
+    comp.apply_live({"alpha": 0.5})
+    assert comp.loss_fn(logits, target)[0].item() != pytest.approx(base.item(), rel=1e-4)
+    comp.apply_live({"alpha": 0.25, "dice_weight": 0.0})
+    assert comp.loss_fn(logits, target)[0].item() < base.item()
+    comp.apply_live({"dice_weight": 1.0})
+
+
+def test_set_dropout_changes_every_dropout_layer(comp):
+    layers = [m for m in comp.raw_model.modules() if isinstance(m, (torch.nn.Dropout, torch.nn.Dropout2d))]
+    assert len(layers) >= 2
+    comp.apply_live({"dropout": 0.3})
+    assert all(m.p == 0.3 for m in layers)
+
+
+def test_set_weight_decay_leaves_no_decay_groups_alone(comp):
+    comp.apply_live({"weight_decay": 2e-4})
+    groups = comp.optimizer.param_groups
+    assert [g["weight_decay"] for g in groups] == [2e-4, 0.0]
+
+
+def test_use_class_weights_loads_weights_from_training_frequencies(comp, tmp_path):
+    comp.run_dir = tmp_path
+    comp.apply_live({"use_class_weights": True})
+    w = comp.loss_fn.class_weights
+    assert w is not None and w.shape == (19,) and torch.isfinite(w).all()
+    assert (tmp_path / "class_frequencies.json").exists()
+    logits, target = fixed_batch()
+    weighted = comp.loss_fn(logits, target)[0].item()
+    comp.apply_live({"use_class_weights": False})
+    assert comp.loss_fn(logits, target)[0].item() != pytest.approx(weighted, rel=1e-4)
