@@ -79,6 +79,7 @@ class SegwatchApp(CockpitActions, App[int]):
         # kept by reference: App.query_one searches the active screen, which may be a dialog
         self.panes: dict[int, RunPane] = {}
         self.topbar = Static(id="topbar")
+        self._topbar_text = ""
         self.compare = CompareBar(id="compare")
 
     # --- layout -----------------------------------------------------------------------------
@@ -131,9 +132,11 @@ class SegwatchApp(CockpitActions, App[int]):
         colours = " ".join(f"[{x.colour}]●[/]" for _, x in sorted(self.views.items()))
         sel = f"selected [b]{self.selected + 1} {v.name}[/b]" if v else f"selected {self.selected + 1}"
         errs = f"  [red]{self.watcher.errors[-1]}[/]" if self.watcher.errors else ""
-        self.topbar.update(
-            f"[b]segwatch[/b]  {n} run{'s' if n != 1 else ''} {colours}  {sel}   "
-            f"[dim]tab/1-9 select · ? help · ctrl+p palette · q quit[/]{errs}")
+        text = (f"[b]segwatch[/b]  {n} run{'s' if n != 1 else ''} {colours}  {sel}   "
+                f"[dim]tab/1-9 select · ? help · ctrl+p palette · q quit[/]{errs}")
+        if text != self._topbar_text:
+            self._topbar_text = text
+            self.topbar.update(text)
 
     def _clock(self) -> None:
         for pane in self.panes.values():

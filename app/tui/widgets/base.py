@@ -62,6 +62,8 @@ class ViewWidget(Widget):
         super().__init__(id=id, classes=classes)
         self.view: RunView | None = None
         self._key: Any = object()
+        self._text: Text | None = None
+        self._shape: Any = None
 
     def key(self, view: RunView) -> Any:
         """What this widget draws from the view; a redraw happens when it changes."""
@@ -73,12 +75,22 @@ class ViewWidget(Widget):
             return
         self._key = k
         self.view = view
-        self.refresh(layout=True)
+        text = self.draw(view)
+        # a relayout repaints the whole screen: only ask for one when the height may change
+        shape = (text.plain.count("\n"), max((len(x) > self.size.width for x in text.plain.split("\n")), default=False))
+        self._text = text
+        self.refresh(layout=shape != self._shape)
+        self._shape = shape
 
     def render(self) -> Text:
         if self.view is None:
             return Text("waiting for the first event…", style="dim")
-        return self.draw(self.view)
+        if self._text is None:
+            self._text = self.draw(self.view)
+        return self._text
+
+    def on_resize(self) -> None:
+        self._text = None
 
     def draw(self, view: RunView) -> Text:
         raise NotImplementedError

@@ -29,7 +29,7 @@ class PaneHeader(ViewWidget):
         return (view.name, view.colour, view.status, view.status_detail, view.phase, view.epoch,
                 view.total_epochs, round(view.progress, 3), eta, view.samples_per_s, view.step,
                 g.get("util"), g.get("proc_mem"), view.crash_reason, view.stderr_tail, view.summary,
-                view.index, view.warning_counts.get("synthetic_data"))
+                view.index, tuple(view.warning_counts.items()))
 
     def draw(self, v: RunView) -> Text:
         c = COLOUR.get(v.colour, "white")
@@ -41,6 +41,9 @@ class PaneHeader(ViewWidget):
         t.append(f"  {v.phase}", style="bold")
         t.append(f"  {v.status_detail if v.status in ('paused', 'crashed') else v.status}",
                  style="red" if v.status == "crashed" else "yellow" if v.status == "paused" else "")
+        if v.warning_counts.get("synthetic_data"):
+            t.append("  ")
+            t.append(" SYNTHETIC DATA ", style="bold white on magenta")
         t.append("\n")
         t.append(f"epoch {v.epoch}/{v.total_epochs or '?'} ")
         t.append(progress_bar(v.progress), style=c)
@@ -55,6 +58,12 @@ class PaneHeader(ViewWidget):
             g = v.gpu
             t.append(f"\nGPU{g['index']} {g['util']}%  mem {g['proc_mem'] / 2**30:.1f}/{g['mem_total'] / 2**30:.0f} GiB",
                      style="cyan")
+        others = {k: n for k, n in v.warning_counts.items() if k != "synthetic_data"}
+        if others:
+            last = next((w for w in reversed(v.warnings) if w.get("code") != "synthetic_data"), None)
+            t.append("\n⚠ " + "  ".join(f"{k} ×{n}" for k, n in others.items()), style="yellow")
+            if last:
+                t.append(f"  last: {str(last.get('message', ''))[:120]}", style="yellow dim")
         if v.status == "crashed":
             t.append(f"\n✖ {v.crash_reason or 'crashed'}", style="bold red")
             for line in v.stderr_tail[-5:]:

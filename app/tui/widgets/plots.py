@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from textual_plotext import PlotextPlot
@@ -20,12 +21,21 @@ def x_max(v: RunView, data_x: tuple) -> float:
 
 
 class ViewPlot(PlotextPlot):
+    """A plot redrawn from RunViews, at most once per ``min_interval`` seconds.
+
+    Building a plotext figure is the costliest part of a redraw; numbers update at the poll
+    rate (4 Hz), plots at 1 Hz, and the last view of a burst is always drawn (trailing timer).
+    """
+
     DEFAULT_CSS = "ViewPlot { height: 12; min-width: 30; }"
+    min_interval = 1.0
 
     def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(id=id, classes=classes)
         self._key: Any = object()
         self.view: RunView | None = None
+        self._drawn_t = 0.0
+        self._timer: Any = None
 
     def key(self, view: RunView) -> Any:
         return view
@@ -35,7 +45,18 @@ class ViewPlot(PlotextPlot):
         if k == self._key:
             return
         self._key, self.view = k, view
-        self.replot(view)
+        wait = self._drawn_t + self.min_interval - time.monotonic()
+        if wait <= 0:
+            self._draw()
+        elif self._timer is None:
+            self._timer = self.set_timer(wait, self._draw)
+
+    def _draw(self) -> None:
+        self._timer = None
+        if self.view is None:
+            return
+        self._drawn_t = time.monotonic()
+        self.replot(self.view)
         self.refresh()
 
     def replot(self, v: RunView) -> None:
