@@ -54,6 +54,10 @@ class PaneHeader(ViewWidget):
             t.append(f"  {v.samples_per_s:.0f} samples/s")
         if v.step is not None:
             t.append(f"  step {v.step}", style="dim")
+        elif v.status == "running":
+            t.append("  waiting for the first logged step (every training.log_every steps)…", style="dim")
+        elif v.status == "starting":
+            t.append("  starting the trainer…", style="dim")
         if v.gpu:
             g = v.gpu
             t.append(f"\nGPU{g['index']} {g['util']}%  mem {g['proc_mem'] / 2**30:.1f}/{g['mem_total'] / 2**30:.0f} GiB",
@@ -85,7 +89,8 @@ class Numbers(ViewWidget):
         t.append("   val F ", style="dim")
         t.append(f3(e.get("val_f")), style="bold")
         t.append("  best ", style="dim")
-        t.append(f"{f3(v.best_val_f)}" + (f" @{v.best_epoch}" if v.best_epoch else ""), style="bold green")
+        best = v.best_val_f if isinstance(v.best_val_f, (int, float)) and v.best_val_f >= 0 else None
+        t.append(f"{f3(best)}" + (f" @{v.best_epoch}" if best is not None and v.best_epoch else ""), style="bold green")
         t.append("  train F ", style="dim")
         t.append(f3(e.get("train_f")))
         t.append("\n")
