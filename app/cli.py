@@ -14,6 +14,7 @@ import sys
 COMMANDS = [
     # modules under app.commands, each with register(subparsers)
     "control",
+    "run",
 ]
 
 
