@@ -1,7 +1,8 @@
 """End to end in a real terminal: tmux runs `segwatch run` with two tiny configs.
 
 It reads the screen with `capture-pane`, presses keys, detaches with `q`, checks the trainers
-survived, re-attaches with `segwatch attach` and finds the history. Each wait polls the screen
+survived (also a cockpit whose terminal is killed: SIGHUP, as with a dropped SSH connection),
+re-attaches with `segwatch attach` and finds the history, then quits with "stop runs". Each wait polls the screen
 with a deadline (no bare sleeps). Needs tmux (CI installs it in .ci/run).
 """
 
@@ -74,6 +75,14 @@ def alive(run_dir: Path) -> bool:
         return False
 
 
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return not Path(f"/proc/{pid}/stat").read_text().split(") ")[-1].startswith("Z")
+
+
 @pytest.fixture
 def tmux():
     if not shutil.which("tmux"):
@@ -110,6 +119,17 @@ def test_run_keys_detach_and_attach(tmux, tmp_path):
         text = tmux.wait("e2e", lambda s: "__EXIT__" in s, 15, "segwatch to exit")
         assert "__EXIT__0" in text and "detached" in text
         assert all(alive(d) for d in dirs), "a trainer died with the TUI"
+        # a dropped connection: the terminal of an attached cockpit goes away (SIGHUP)
+        tmux("new-window", "-t", "e2e", "-n", "hup",
+             shell([sys.executable, "-m", "app", "attach", "--runs-dir", str(runs), "--no-gpu"]))
+        tmux.wait("e2e:hup", lambda s: "lmsa_focal" in s and "lmsa_aggressive" in s, 30, "a second cockpit")
+        shell_pid = int(tmux("display", "-p", "-t", "e2e:hup", "#{pane_pid}").strip())
+        tmux("kill-window", "-t", "e2e:hup")
+        deadline = time.monotonic() + 15
+        while pid_alive(shell_pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not pid_alive(shell_pid), "the cockpit's terminal did not go away"
+        assert all(alive(d) for d in dirs), "a trainer died with the terminal"
         # re-attach: the whole history, the adjustment included
         tmux("new-window", "-t", "e2e", "-n", "again",
              shell([sys.executable, "-m", "app", "attach", "--runs-dir", str(runs), "--no-gpu"]))
