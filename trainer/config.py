@@ -20,6 +20,9 @@ import yaml
 from trainer.data.classes import NUM_CLASSES
 
 PARAM_CAP = 1_821_085  # the mini challenge's limit on trainable parameters (domain.md)
+MAX_FILE_BYTES = 1 << 20  # a config file is a page of YAML; anything larger is refused unread
+MAX_VALUES = 100_000  # values in a config once YAML aliases are expanded ("billion laughs" guard)
+MAX_SHOWN = 60  # characters of a bad value or key quoted in an error message
 
 
 class ConfigError(ValueError):
@@ -30,7 +33,30 @@ class ConfigError(ValueError):
 
 
 def _finite(v: float) -> bool:
-    return isinstance(v, (int, float)) and math.isfinite(v)
+    try:
+        return isinstance(v, (int, float)) and math.isfinite(v)
+    except OverflowError:  # an int too large for a float
+        return False
+
+
+def _show(value: Any) -> str:
+    """A bad value (or key) for a one-line message: repr, newlines escaped, long ones cut."""
+    try:
+        text = repr(value)
+    except ValueError:  # an int with more digits than Python will print
+        return f"<a {type(value).__name__} too large to show>"
+    return text if len(text) <= MAX_SHOWN else text[:MAX_SHOWN] + "..."
+
+
+def _key(key: Any) -> str:
+    """A mapping key as written in a message: plain names as they are, anything else quoted."""
+    if isinstance(key, str) and key.isprintable() and len(key) <= MAX_SHOWN and key.strip() == key and key:
+        return key
+    return _show(key)
+
+
+def _name_ok(v: str) -> bool:
+    return v not in ("", ".", "..") and "/" not in v and v.strip() == v and v.isprintable() and len(v) <= 200
 
 
 def check(pred: Callable[[Any], bool], allowed: str) -> dict:
@@ -67,7 +93,7 @@ SCALE_ALLOWED = "[lo, hi] with 0 < lo <= hi <= 4"
 class ModelConfig:
     attention: str = field(default="lmsa", metadata=check(lambda v: v in ("none", "lmsa"), "none | lmsa"))
     width: int = field(default=0, metadata=check(lambda v: v == 0 or 4 <= v <= 256, "0 (the model's default) or 4..256"))
-    max_params: int = field(default=PARAM_CAP, metadata=check(lambda v: v > 0, "a positive integer"))
+    max_params: int = field(default=PARAM_CAP, metadata=check(lambda v: 0 < v <= 10**10, "an integer in 1..10^10"))
 
 
 @dataclass
@@ -75,9 +101,9 @@ class LossConfig:
     use_focal: bool = False
     focal_alpha: Any = field(default=0.25, metadata=check(_alpha_ok, ALPHA_ALLOWED))
     focal_gamma: float = field(default=2.0, metadata=check(lambda v: 0 <= v <= 10, "a number in [0, 10]"))
-    dice_weight: float = field(default=1.0, metadata=check(lambda v: v >= 0, "a number >= 0"))
+    dice_weight: float = field(default=1.0, metadata=check(lambda v: 0 <= v <= 100, "a number in [0, 100]"))
     use_class_weights: bool = False
-    ignore_index: int = field(default=255, metadata=check(lambda v: v >= NUM_CLASSES, f"an integer >= {NUM_CLASSES}"))
+    ignore_index: int = field(default=255, metadata=check(lambda v: NUM_CLASSES <= v <= 255, f"an integer in {NUM_CLASSES}..255"))
 
 
 @dataclass
@@ -88,16 +114,16 @@ class TrainingConfig:
     batch_size: int = field(default=16, metadata=check(lambda v: 1 <= v <= 4096, "an integer in 1..4096"))
     dropout: float = field(default=0.15, metadata=check(lambda v: 0 <= v < 1, "a number in [0, 1)"))
     weight_decay: float = field(default=1e-4, metadata=check(lambda v: 0 <= v <= 1, "a number in [0, 1]"))
-    grad_clip: float = field(default=1.0, metadata=check(lambda v: v >= 0, "a number >= 0 (0 = off)"))
-    patience: int = field(default=0, metadata=check(lambda v: v >= 0, "an integer >= 0 (0 = off)"))
+    grad_clip: float = field(default=1.0, metadata=check(lambda v: 0 <= v <= 1e6, "a number in [0, 1e6] (0 = off)"))
+    patience: int = field(default=0, metadata=check(lambda v: 0 <= v <= 100_000, "an integer in 0..100000 (0 = off)"))
     min_lr_ratio: float = field(default=0.01, metadata=check(lambda v: 0 <= v <= 1, "a number in [0, 1]"))
     num_workers: int = field(default=0, metadata=check(lambda v: 0 <= v <= 64, "an integer in 0..64"))
     nproc_per_node: int = field(default=1, metadata=check(lambda v: 1 <= v <= 64, "an integer in 1..64"))
-    log_every: int = field(default=10, metadata=check(lambda v: v >= 1, "an integer >= 1"))
+    log_every: int = field(default=10, metadata=check(lambda v: 1 <= v <= 10**9, "an integer in 1..10^9"))
     amp: str = field(default="auto", metadata=check(lambda v: v in ("auto", "bf16", "off"), "auto | bf16 | off"))
     channels_last: str = field(default="auto", metadata=check(lambda v: v in ("auto", "on", "off"), "auto | on | off"))
     compile: bool = False
-    eval_every: int = field(default=1, metadata=check(lambda v: v >= 1, "an integer >= 1"))
+    eval_every: int = field(default=1, metadata=check(lambda v: 1 <= v <= 100_000, "an integer in 1..100000"))
 
 
 @dataclass
@@ -120,16 +146,16 @@ class AugmentationConfig:
 
 @dataclass
 class DebugConfig:
-    nan_at_step: Any = field(default=None, metadata=check(lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool) and v >= 1), "null or a global step >= 1"))
+    nan_at_step: Any = field(default=None, metadata=check(lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 10**12), "null or a global step in 1..10^12"))
     step_delay: float = field(default=0.0, metadata=check(lambda v: 0 <= v <= 60, "seconds in [0, 60]"))
-    max_steps_per_epoch: int = field(default=0, metadata=check(lambda v: v >= 0, "an integer >= 0 (0 = whole epoch)"))
+    max_steps_per_epoch: int = field(default=0, metadata=check(lambda v: 0 <= v <= 10**9, "an integer in 0..10^9 (0 = whole epoch)"))
     # every rank appends (step, lr, gamma) per step to <run>/ranks/rank<N>.jsonl: proves DDP ranks agree
     rank_log: bool = False
 
 
 @dataclass
 class Config:
-    name: str = field(default="run", metadata=check(lambda v: v != "" and "/" not in v and v.strip() == v, "a non-empty name without '/'"))
+    name: str = field(default="run", metadata=check(_name_ok, "a name of 1..200 printable characters without '/', not '.' or '..', no leading/trailing spaces"))
     seed: int = field(default=42, metadata=check(lambda v: 0 <= v < 2**32, "an integer in 0..2^32-1"))
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
@@ -175,8 +201,13 @@ def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bo
     seen: dict[Any, Any] = {}
     for key_node, _ in node.value:
         key = loader.construct_object(key_node, deep=deep)
-        if key in seen:
-            raise ConfigError(f"duplicate key '{key}' (line {key_node.start_mark.line + 1})")
+        try:
+            dup = key in seen
+        except TypeError:  # a list or mapping used as a key ('? [a, b]')
+            raise ConfigError(f"line {key_node.start_mark.line + 1}: a key must be a plain name, "
+                              f"not a {type(key).__name__} ({_show(key)})") from None
+        if dup:
+            raise ConfigError(f"duplicate key '{_key(key)}' (line {key_node.start_mark.line + 1})")
         seen[key] = True
     return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
 
@@ -188,9 +219,12 @@ def read_yaml(path: str | Path) -> dict:
     """Read a YAML mapping safely; errors name the file."""
     p = Path(path)
     try:
-        raw = p.read_bytes()
+        with open(p, "rb") as f:
+            raw = f.read(MAX_FILE_BYTES + 1)
     except OSError as e:
         raise ConfigError(f"{p}: cannot read: {e.strerror or e}") from None
+    if len(raw) > MAX_FILE_BYTES:
+        raise ConfigError(f"{p}: too large (more than {MAX_FILE_BYTES} bytes); a config is a page of YAML")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -199,6 +233,10 @@ def read_yaml(path: str | Path) -> dict:
         data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
     except ConfigError as e:
         raise ConfigError(f"{p}: {e}") from None
+    except RecursionError:
+        raise ConfigError(f"{p}: invalid YAML: nested too deeply") from None
+    except ValueError as e:  # a value YAML cannot build, e.g. an int of more than 4300 digits
+        raise ConfigError(f"{p}: invalid YAML: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
@@ -208,7 +246,24 @@ def read_yaml(path: str | Path) -> dict:
         raise ConfigError(f"{p}: the file is empty; expected a mapping of sections (model, loss, training, data, ...)")
     if not isinstance(data, dict):
         raise ConfigError(f"{p}: expected a mapping of sections at the top level, got a {type(data).__name__}")
+    _check_size(data, p)
     return data
+
+
+def _check_size(data: Any, where: Any) -> None:
+    """Refuse a document with more than MAX_VALUES values once aliases are expanded: a few
+    lines of anchors can stand for billions of values, which copying the config would build."""
+    todo, n = [data], 0
+    while todo:
+        node = todo.pop()
+        n += 1
+        if n > MAX_VALUES:
+            raise ConfigError(f"{where}: more than {MAX_VALUES} values once YAML aliases are expanded; "
+                              "a config needs no anchors/aliases at that scale")
+        if isinstance(node, dict):
+            todo.extend(node.values())
+        elif isinstance(node, list):
+            todo.extend(node)
 
 
 # --- validation --------------------------------------------------------------------------
@@ -221,7 +276,7 @@ def _suggest(key: str, candidates: Sequence[str]) -> str:
 
 def _coerce(value: Any, typ: Any, where: str, allowed: str) -> Any:
     """Coerce a YAML value to the field's type; numbers written as '5e-4' (YAML 1.1 strings) are accepted."""
-    bad = ConfigError(f"{where} = {value!r}: wrong type; allowed: {allowed}")
+    bad = ConfigError(f"{where} = {_show(value)}: wrong type; allowed: {allowed}")
     if typ in (float, "float"):
         if isinstance(value, bool):
             raise bad
@@ -232,7 +287,10 @@ def _coerce(value: Any, typ: Any, where: str, allowed: str) -> Any:
                 raise bad from None
         if not isinstance(value, (int, float)):
             raise bad
-        value = float(value)
+        try:
+            value = float(value)
+        except OverflowError:
+            raise ConfigError(f"{where} = {_show(value)}: out of range; allowed: {allowed}") from None
         if not math.isfinite(value):
             raise ConfigError(f"{where} = {value!r}: not a finite number; allowed: {allowed}")
         return value
@@ -246,7 +304,7 @@ def _coerce(value: Any, typ: Any, where: str, allowed: str) -> Any:
         return value
     if typ in (bool, "bool"):
         if not isinstance(value, bool):
-            raise ConfigError(f"{where} = {value!r}: wrong type; allowed: true | false")
+            raise ConfigError(f"{where} = {_show(value)}: wrong type; allowed: true | false")
         return value
     if typ in (str, "str"):
         if not isinstance(value, str):
@@ -267,7 +325,7 @@ def _coerce(value: Any, typ: Any, where: str, allowed: str) -> Any:
                 except ValueError:
                     pass
             if isinstance(x, float) and not math.isfinite(x):
-                raise ConfigError(f"{where} = {value!r}: holds a non-finite number; allowed: {allowed}")
+                raise ConfigError(f"{where} = {_show(value)}: holds a non-finite number; allowed: {allowed}")
             out.append(x)
         return out
     if isinstance(value, float) and not math.isfinite(value):
@@ -277,13 +335,14 @@ def _coerce(value: Any, typ: Any, where: str, allowed: str) -> Any:
 
 def _build_section(cls: type, data: Any, src: str, section: str) -> Any:
     if data is None:
-        data = {}
+        raise ConfigError(f"{src}: {section}: the section is empty; give it keys (indented under it), "
+                          "or leave it out to use its defaults")
     if not isinstance(data, dict):
-        raise ConfigError(f"{src}: {section}: expected a mapping of keys, got {type(data).__name__} {data!r}")
+        raise ConfigError(f"{src}: {section}: expected a mapping of keys, got {type(data).__name__} {_show(data)}")
     fields = {f.name: f for f in dataclasses.fields(cls)}
     kwargs = {}
     for key, value in data.items():
-        where = f"{src}: {section}.{key}"
+        where = f"{src}: {section}.{_key(key)}"
         if key not in fields:
             elsewhere = [k for k in all_keys() if k.split(".")[-1] == key]
             hint = f"; did you mean '{elsewhere[0]}'?" if elsewhere else _suggest(str(key), list(fields))
@@ -297,10 +356,10 @@ def _build_section(cls: type, data: Any, src: str, section: str) -> Any:
         if pred is not None:
             try:
                 ok = pred(value)
-            except TypeError:
+            except (TypeError, ValueError, OverflowError):
                 ok = False
             if not ok:
-                raise ConfigError(f"{where} = {value!r}: out of range; allowed: {allowed}")
+                raise ConfigError(f"{where} = {_show(value)}: out of range; allowed: {allowed}")
         kwargs[key] = value
     return cls(**kwargs)
 
@@ -315,12 +374,12 @@ def from_dict(data: Mapping[str, Any], source: str = "<config>") -> Config:
         if key not in top_fields:
             elsewhere = [k for k in all_keys() if k.split(".")[-1] == key]
             hint = f"; did you mean '{elsewhere[0]}'?" if elsewhere else _suggest(str(key), list(top_fields))
-            raise ConfigError(f"{source}: {key}: unknown key{hint} (allowed at the top level: {', '.join(top_fields)})")
+            raise ConfigError(f"{source}: {_key(key)}: unknown key{hint} (allowed at the top level: {', '.join(top_fields)})")
         if key in _SECTION_CLASSES:
             kwargs[key] = _build_section(_SECTION_CLASSES[key], value, source, key)
         elif key == "health":
             if value is None:
-                value = {}
+                raise ConfigError(f"{source}: health: the section is empty; give it rule overrides, or leave it out")
             if not isinstance(value, dict):
                 raise ConfigError(f"{source}: health: expected a mapping of rule overrides, got {type(value).__name__}")
             kwargs[key] = value
@@ -328,8 +387,12 @@ def from_dict(data: Mapping[str, Any], source: str = "<config>") -> Config:
             f = top_fields[key]
             allowed = f.metadata.get("allowed", "")
             value = _coerce(value, f.type, f"{source}: {key}", allowed)
-            if not f.metadata["check"](value):
-                raise ConfigError(f"{source}: {key} = {value!r}: out of range; allowed: {allowed}")
+            try:
+                ok = f.metadata["check"](value)
+            except (TypeError, ValueError, OverflowError):
+                ok = False
+            if not ok:
+                raise ConfigError(f"{source}: {key} = {_show(value)}: out of range; allowed: {allowed}")
             kwargs[key] = value
     cfg = Config(**kwargs)
     _cross_checks(cfg, source)
@@ -358,8 +421,9 @@ def parse_override(item: str) -> tuple[list[str], Any]:
     key = key.strip()
     try:
         value = yaml.safe_load(raw) if raw.strip() else None
-    except yaml.YAMLError:
-        raise ConfigError(f"--set {item}: cannot parse the value {raw!r}") from None
+    except (yaml.YAMLError, RecursionError):
+        raise ConfigError(f"--set {key.strip()}: cannot parse the value {_show(raw)}") from None
+    _check_size(value, f"--set {key.strip()}")
     return key.split("."), value
 
 

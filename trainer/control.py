@@ -39,6 +39,8 @@ def parse_line(raw: bytes, line_no: int) -> Incoming:
         obj = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as e:
         return Incoming(line_no, error=f"line {line_no} is not valid JSON ({type(e).__name__})")
+    except RecursionError:
+        return Incoming(line_no, error=f"line {line_no} is not valid JSON (nested too deeply)")
     if not isinstance(obj, dict):
         return Incoming(line_no, error=f"line {line_no} is not a JSON object")
     cid = obj.get("id")

@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
-from trainer.config import ALPHA_ALLOWED, SCALE_ALLOWED, Config, _alpha_ok, _scale_ok, all_keys
+from trainer.config import ALPHA_ALLOWED, SCALE_ALLOWED, Config, _alpha_ok, _scale_ok, _show, all_keys
 
 
 @dataclass(frozen=True)
@@ -25,7 +25,10 @@ class LiveKey:
 
 
 def _num(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    try:
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    except OverflowError:  # an int too large for a float: not a usable number
+        return False
 
 
 LIVE_KEYS: dict[str, LiveKey] = {
@@ -124,14 +127,14 @@ def validate(values: Any, current: Mapping[str, Any], epoch: int = 0) -> tuple[d
                 return {}, f"'{name}' cannot change while the run is going: it needs a restart (live keys: {', '.join(LIVE_KEYS)})"
             close = difflib.get_close_matches(str(name), list(LIVE_KEYS), n=1, cutoff=0.6)
             hint = f"; did you mean '{close[0]}'?" if close else ""
-            return {}, f"unknown setting '{name}'{hint} (live keys: {', '.join(LIVE_KEYS)})"
+            return {}, f"unknown setting {_show(name)}{hint} (live keys: {', '.join(LIVE_KEYS)})"
         try:
             v = _coerce(key, raw)
             ok = key.check(v)
-        except (ValueError, TypeError):
+        except (ValueError, TypeError, OverflowError):
             ok = False
         if not ok:
-            return {}, f"{name} = {raw!r} is not allowed: {key.allowed}"
+            return {}, f"{name} = {_show(raw)} is not allowed: {key.allowed}"
         clean[name] = v
     merged = {**current, **clean}
     if "epochs" in clean and clean["epochs"] < max(epoch, 1):
