@@ -15,6 +15,7 @@ COMMANDS = [
     # modules under app.commands, each with register(subparsers)
     "control",
     "run",
+    "plan",
 ]
 
 

@@ -106,7 +106,9 @@ class Follower:
 
 
 def follow(runs: Sequence[Any], rules: Sequence[Any], *, interval: float = 1.0, out: TextIO | None = None,
-           specs: Sequence[Any] = (), timeout: float | None = None) -> int:
+           specs: Sequence[Any] = (), timeout: float | None = None, plan: Any = None) -> int:
+    """``plan``: an app.plan.watch.PlanWatch; its decisions get a line, and an abandoned plan
+    (scheduler gone) ends the wait for its queued runs."""
     from app.launch import reap
 
     out = out or sys.stdout
@@ -122,7 +124,15 @@ def follow(runs: Sequence[Any], rules: Sequence[Any], *, interval: float = 1.0, 
         while True:
             f.poll()
             reap(specs)
-            if f.all_over():
+            if plan is not None:
+                plan.refresh()
+                for line in plan.new_lines():
+                    f.say(line)
+            if f.all_over() or (plan is not None and plan.abandoned()
+                                and all(r.state.status in (*OVER, "queued") for r in runs)):
+                if plan is not None:  # the scheduler records the last result, then exits
+                    for line in plan.settle(timeout=30):
+                        f.say(line)
                 break
             if stop["why"] or (deadline and time.monotonic() > deadline):
                 raise KeyboardInterrupt

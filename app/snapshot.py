@@ -14,7 +14,7 @@ from typing import Any, Sequence
 
 from app.health import evaluate
 
-OVER = ("finished", "early_stop", "stopped", "crashed")
+OVER = ("finished", "early_stop", "stopped", "crashed", "skipped")  # skipped: by a plan (app/plan)
 MAX_PLOT_POINTS = 240
 
 

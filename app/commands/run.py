@@ -13,6 +13,7 @@ from typing import Any
 
 from app import launch
 from app.health import RulesError, load_rules
+from app.plan import start as plan_start
 from app.runlib import Run, RunNotFound, default_runs_dir, list_runs, resolve_run
 from trainer.config import ConfigError, load_config
 
@@ -33,6 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--same-gpu", action="store_true",
                    help="let all runs share the visible GPUs (default: one GPU per run when several are visible)")
     _view_options(p)
+    plan_start.add_arguments(p)
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser(
@@ -98,22 +100,24 @@ def thresholds_of(rules: Any) -> dict | None:
         return None
 
 
-def open_views(runs: list[Run], rules: list[Any], args: argparse.Namespace, specs: list = ()) -> int:
+def open_views(runs: list[Run], rules: list[Any], args: argparse.Namespace, specs: list = (), plan: Any = None) -> int:
     headless = getattr(args, "headless", False) or not sys.stdout.isatty()
     if headless:
         from app.headless import follow
 
-        return follow(runs, rules, interval=args.interval or 2.0, specs=specs)
+        return follow(runs, rules, interval=args.interval or 2.0, specs=specs, plan=plan)
     from app.tui.app import SegwatchApp
 
     app = SegwatchApp(runs, rules, specs=specs, interval=args.interval or 0.25, gpu=not args.no_gpu,
-                      runs_dir=str(_runs_dir(args)), thresholds=[thresholds_of(r) for r in rules])
+                      runs_dir=str(_runs_dir(args)), thresholds=[thresholds_of(r) for r in rules], plan=plan)
     app.run()
     return app.return_code or 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     runs_dir = _runs_dir(args)
+    if plan_start.wants_plan(args):  # --serial / --sweep: a plan's scheduler starts the runs (app/plan)
+        return plan_start.run_plan(args, runs_dir, open_views)
     try:
         rules = []
         for c in args.configs:  # validate everything before starting anything

@@ -15,7 +15,8 @@ from app.health.signals import CHECKS, LABELS, Context
 
 RUN_STATES = ("running", "paused", "finished", "crashed", "stopped")
 # other names the run readers use (app.runlib): judged as the state they map to
-RUN_STATE_ALIASES = {"starting": "running", "early_stop": "finished", "completed": "finished", "killed": "crashed"}
+RUN_STATE_ALIASES = {"starting": "running", "early_stop": "finished", "completed": "finished", "killed": "crashed",
+                     "queued": "running", "skipped": "stopped"}  # queued/skipped: runs of a plan (app/plan)
 STATES = ("ok", "warning", "failed", "pending")
 
 

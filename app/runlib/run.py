@@ -96,6 +96,8 @@ class Run:
         st.bad_control_lines = self.control_tail.bad_lines
         if not self.state.config and (self.path / "config.yaml").exists():
             st.load_files()
+        elif st.events_seen == 0:
+            st.load_plan()  # queued by a plan: its state (queued -> skipped) may change
         if st.end is not None or probe is None or self.events_tail.more:
             return  # finished, or not caught up yet: judge liveness later
         exit_info, alive, _ = probe

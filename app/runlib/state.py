@@ -40,6 +40,7 @@ class RunState:
         self.max_warnings = max(int(max_warnings), 1)
         self.config: dict = {}
         self.meta: dict = {}
+        self.plan: dict = {}  # plan.json, when a plan (app/plan) queued this run
         self.start: dict | None = None
         self.epochs: dict[int, dict] = {}
         self.steps: list[StepPoint] = []
@@ -88,6 +89,7 @@ class RunState:
             self.meta = meta if isinstance(meta, dict) else {}
         except (OSError, ValueError):
             pass
+        self.load_plan()
         if self.start is None:
             self.live = live_from_config_dict(self.config)
             train = self.config.get("training")
@@ -109,8 +111,17 @@ class RunState:
         if self.exit_info is not None or self.process_gone:
             return "crashed"
         if self.events_seen == 0:
-            return "starting"
+            planned = self.plan.get("state")  # a run a plan has not started (app/plan)
+            return "queued" if planned == "queued" else "skipped" if planned in ("skipped", "cancelled") else "starting"
         return "paused" if self.paused else "running"
+
+    def load_plan(self) -> None:
+        """(Re)load plan.json: written by a plan's scheduler for the runs it starts or skips."""
+        try:
+            plan = json.loads((self.run_dir / "plan.json").read_bytes()) if self.run_dir else {}
+            self.plan = plan if isinstance(plan, dict) else {}
+        except (OSError, ValueError):
+            pass
 
     @property
     def crash_reason(self) -> str | None:
@@ -128,6 +139,10 @@ class RunState:
         s = self.status
         if s == "crashed":
             return f"crashed: {self.crash_reason}"
+        if s in ("queued", "skipped"):
+            p = self.plan
+            why = (p.get("decision") or {}).get("why") or (f"waits for {p['after']}" if p.get("after") else "")
+            return f"{s} in plan {p.get('plan')}" + (f": {why}" if why else "")
         where = self.paused_event if self.paused_event and "step" in self.paused_event else self.last_step
         if s == "paused" and where:
             return f"paused at epoch {where.get('epoch')}, step {where.get('step')}"

@@ -26,6 +26,7 @@ from .actions import CockpitActions
 from .commands import SegwatchCommands
 from .watcher import Watcher
 from .widgets.compare import CompareBar
+from .widgets.plan_bar import PlanBar
 from .widgets.run_pane import RunPane
 
 # Run keys act on the selected run; they are app bindings so the footer, the help screen and
@@ -68,8 +69,9 @@ class SegwatchApp(CockpitActions, App[int]):
 
     def __init__(self, runs: Sequence[Any], rules: Sequence[Any], *, specs: Sequence[LaunchSpec] = (),
                  interval: float = 0.25, gpu: bool = True, runs_dir: str = "runs",
-                 thresholds: Sequence[dict | None] | None = None) -> None:
+                 thresholds: Sequence[dict | None] | None = None, plan: Any = None) -> None:
         super().__init__()
+        self.plan_bar = PlanBar(plan, id="planbar") if plan is not None else None  # app.plan.watch.PlanWatch
         self.watcher = Watcher(runs, rules, interval=interval, gpu=gpu, specs=specs)
         self.rules = list(rules)
         self.views: dict[int, RunView] = {}
@@ -86,6 +88,8 @@ class SegwatchApp(CockpitActions, App[int]):
     def compose(self) -> ComposeResult:
         n = len(self.watcher.runs)
         yield self.topbar
+        if self.plan_bar is not None:
+            yield self.plan_bar
         layout = "-n1" if n == 1 else "-n2" if n == 2 else "-grid"
         with Container(id="panes", classes=layout):
             for i, run in enumerate(self.watcher.runs):
