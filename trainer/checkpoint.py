@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import random
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -57,12 +57,12 @@ def _unplain_rng(state: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def save(path: Path, payload: dict[str, Any]) -> None:
+def save(path: Path, payload: dict[str, Any], midway: Callable[[], None] | None = None) -> None:
     payload = dict(payload)
     payload["rng"] = _plain_rng(payload["rng"])
     buf = io.BytesIO()
     torch.save(payload, buf)
-    atomic_write_bytes(path, buf.getvalue())
+    atomic_write_bytes(path, buf.getvalue(), midway=midway)
 
 
 def load(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

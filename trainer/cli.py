@@ -112,8 +112,11 @@ def _run(args: argparse.Namespace, cfg, argv: list[str]) -> int:
         return 1
     finally:
         if dist.is_main:
-            ev.emit("end", reason=reason, epoch=trainer.epoch, best_val_f=trainer.best_val_f,
-                    best_epoch=trainer.best_epoch, **({"error": error} if error else {}))
+            try:
+                ev.emit("end", reason=reason, epoch=trainer.epoch, best_val_f=trainer.best_val_f,
+                        best_epoch=trainer.best_epoch, **({"error": error} if error else {}))
+            except OSError as e:  # e.g. the disk is full: say so, still exit with the run's code
+                print(f"segwatch trainer: could not record the end of the run: {e}", file=sys.stderr)
             ev.close()
             try:
                 (run_dir / "trainer.pid").unlink()

@@ -151,6 +151,11 @@ class DebugConfig:
     max_steps_per_epoch: int = field(default=0, metadata=check(lambda v: 0 <= v <= 10**9, "an integer in 0..10^9 (0 = whole epoch)"))
     # every rank appends (step, lr, gamma) per step to <run>/ranks/rank<N>.jsonl: proves DDP ranks agree
     rank_log: bool = False
+    # fault injection (tests/reliability): pause halfway through writing each checkpoint's temp file,
+    # so a test can kill the trainer mid-write ...
+    checkpoint_write_pause: float = field(default=0.0, metadata=check(lambda v: 0 <= v <= 60, "seconds in [0, 60]"))
+    # ... and make every checkpoint write from this epoch on fail with ENOSPC halfway (0 = off)
+    checkpoint_enospc_from_epoch: int = field(default=0, metadata=check(lambda v: 0 <= v <= 100_000, "an integer in 0..100000 (0 = off)"))
 
 
 @dataclass

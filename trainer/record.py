@@ -13,18 +13,30 @@ import os
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 SCHEMA_VERSION = 1
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write a file so that readers see the old or the new content, never a torn one."""
+def atomic_write_bytes(path: Path, data: bytes, midway: Callable[[], None] | None = None) -> None:
+    """Write a file so that readers see the old or the new content, never a torn one.
+
+    The bytes go to a temp file next to ``path`` (``.NAME.*.tmp``), are fsynced, then renamed
+    over ``path``. On any error the temp file is removed; a process killed meanwhile leaves it
+    behind (``remove_stale_temps`` clears them). ``midway`` (fault injection for tests) is called
+    after the first half of the bytes is written.
+    """
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            if midway is not None:
+                f.write(data[:len(data) // 2])
+                f.flush()
+                midway()
+                f.write(data[len(data) // 2:])
+            else:
+                f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -38,6 +50,18 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def remove_stale_temps(folder: Path) -> list[str]:
+    """Remove the temp files of atomic writes a killed process left in ``folder``; their names."""
+    removed = []
+    for p in Path(folder).glob(".*.tmp"):
+        try:
+            p.unlink()
+            removed.append(p.name)
+        except FileNotFoundError:
+            continue
+    return removed
 
 
 def _clean(value: Any, key: str, nonfinite: list[str]) -> Any:

@@ -25,7 +25,7 @@ from trainer.data.augment import Augment
 from trainer.dist import DistContext
 from trainer.losses import SegLoss
 from trainer.model import DEFAULT_WIDTH, build_model, count_params, set_dropout
-from trainer.record import EventWriter, atomic_write_text, read_events
+from trainer.record import EventWriter, atomic_write_text, read_events, remove_stale_temps
 from trainer.steer import Steering
 
 
@@ -78,6 +78,7 @@ class Components:
     channels_last: bool
     events: EventWriter = None  # type: ignore[assignment]
     steering: Steering = None  # type: ignore[assignment]
+    lock_fd: int | None = None  # trainer.lock, held while this process trains (rank 0)
     state: dict = field(default_factory=dict)
     _class_weights: torch.Tensor | None = None
 
@@ -193,6 +194,10 @@ def open_record(c: Components, run_dir: Path, resume: dict | None, argv: list[st
     main = c.dist.is_main
     if main:
         (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+        c.lock_fd = lock_run_dir(run_dir)
+        stale = remove_stale_temps(run_dir / "checkpoints") + remove_stale_temps(run_dir)
+        if stale:
+            out(f"removed {len(stale)} temp file(s) of writes a killed trainer left unfinished: {', '.join(stale)}")
         if resume is None:
             atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(c.cfg.to_dict(), sort_keys=False))
         ctl = run_dir / "control.jsonl"
@@ -217,6 +222,25 @@ def open_record(c: Components, run_dir: Path, resume: dict | None, argv: list[st
             "resumed_from_epoch": resume["epoch"] if resume else None,
         }
         atomic_write_text(run_dir / "meta.json", json.dumps(meta, indent=2))
+
+
+def lock_run_dir(run_dir: Path) -> int:
+    """Hold ``run_dir/trainer.lock`` (flock) for the life of this process: one trainer per run
+    directory, so two resumes of the same run cannot interleave their records and checkpoints."""
+    import fcntl
+
+    path = run_dir / "trainer.lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "?"
+        os.close(fd)
+        raise ConfigError(f"{run_dir}: another trainer (pid {holder}) is writing this run; "
+                          "attach to it (segwatch attach) or stop it first") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
 
 
 def _version() -> str:

@@ -6,7 +6,9 @@ only runs epochs, answers control commands between steps and writes the record.
 
 from __future__ import annotations
 
+import errno
 import math
+import os
 import signal
 import time
 from typing import Any
@@ -267,9 +269,24 @@ class Trainer:
         }
         path = c.run_dir / "checkpoints" / f"{kind}.pt"
         try:
-            ckpt.save(path, payload)
+            ckpt.save(path, payload, midway=self._fault_midway())
         except OSError as e:
             self.events.emit("warning", code="checkpoint_failed", epoch=self.epoch, step=self.step,
                              message=f"could not write {path.name}: {e.strerror or e}; the previous {kind} checkpoint is intact")
             return
         self.events.emit("checkpoint", kind=kind, path=f"checkpoints/{kind}.pt", epoch=self.epoch, step=self.step)
+
+    def _fault_midway(self):
+        """Fault injection for tests (debug.checkpoint_*): runs halfway through a checkpoint write."""
+        d = self.cfg.debug
+        fail = bool(d.checkpoint_enospc_from_epoch) and self.epoch >= d.checkpoint_enospc_from_epoch
+        if not d.checkpoint_write_pause and not fail:
+            return None
+
+        def midway() -> None:
+            if d.checkpoint_write_pause:
+                time.sleep(d.checkpoint_write_pause)
+            if fail:
+                raise OSError(errno.ENOSPC, f"{os.strerror(errno.ENOSPC)} (debug.checkpoint_enospc_from_epoch)")
+
+        return midway
