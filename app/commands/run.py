@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -184,9 +185,12 @@ def cmd_resume(args: argparse.Namespace, fallback: Any = None) -> int:
         return _err(f"{run.name} finished all its epochs; to train longer, start a new run", 2)
     if not (d / "checkpoints" / "last.pt").exists():
         return _err(f"{run.name} has no checkpoint to resume from ({d / 'checkpoints' / 'last.pt'} is missing)")
+    since = time.time()
     spec = launch.start(launch.resume_spec(d, device=getattr(args, "device", "auto") or "auto"))
     print(f"segwatch: resuming {run.name} from its last checkpoint (supervisor pid {spec.pid})", file=sys.stderr)
-    return open_views([Run(d)], [_run_rules(run)], args, [spec])
+    resumed = Run(d)
+    resumed.expect_restart(since, run.state.last_seq)  # the old end / exit.json / pid are not this process's
+    return open_views([resumed], [_run_rules(run)], args, [spec])
 
 
 def _combined_resume(control_func: Any) -> Any:

@@ -39,6 +39,7 @@ class Run:
         self.events_tail = JsonlTail(self.path / "events.jsonl")
         self.control_tail = JsonlTail(self.path / "control.jsonl")
         self.generation = 0
+        self._restart: tuple[int | None, float] | None = None
 
     @property
     def control_path(self) -> Path:
@@ -55,7 +56,7 @@ class Run:
         st = self.state
         # Probe the process BEFORE reading: if it was already gone, its end event (written
         # before it exited) is in what we read next, so a clean exit is never seen as a crash.
-        probe = self._probe() if st.end is None else None
+        probe = self._probe() if st.end is None or st.restart_pending is not None else None
         events = self.events_tail.read_new(max_bytes)
         commands = self.control_tail.read_new_numbered(max_bytes)
         if self.events_tail.was_reset or self.control_tail.was_reset:
@@ -80,6 +81,7 @@ class Run:
         self.events_tail.rewind()
         self.control_tail.rewind()
         self.state = RunState(self.path, max_steps=self._max_steps)
+        self.state.restart_pending = self._restart
         self.generation += 1
         probe = self._probe()
         events = self.events_tail.read_new(max_bytes)
@@ -98,7 +100,9 @@ class Run:
             st.load_files()
         elif st.events_seen == 0:
             st.load_plan()  # queued by a plan: its state (queued -> skipped) may change
-        if st.end is not None or probe is None or self.events_tail.more:
+        if st.restart_pending is None:
+            self._restart = None
+        if (st.end is not None and st.restart_pending is None) or probe is None or self.events_tail.more:
             return  # finished, or not caught up yet: judge liveness later
         exit_info, alive, _ = probe
         if exit_info is not None and st.start is not None:
@@ -108,6 +112,16 @@ class Run:
                 exit_info = None  # from an earlier process of this run (before the resume)
         st.exit_info = exit_info
         st.process_gone = alive is False
+
+    def expect_restart(self, since: float, after_seq: int | None) -> None:
+        """A new trainer process was started on this run at ``since`` (``segwatch resume``).
+
+        Until its own ``start`` event (seq > ``after_seq``, the last seq before the launch) is
+        read, the old record's end, its exit.json and its dead pid do not count: the status is
+        'starting', or 'crashed' if the new process's supervisor writes exit.json first.
+        """
+        self._restart = (after_seq, float(since))
+        self.state.restart_pending = self._restart
 
     def _probe(self) -> tuple[dict | None, bool | None, int | None]:
         pid = self.pid()

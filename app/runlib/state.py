@@ -62,6 +62,9 @@ class RunState:
         self.paused_event: dict | None = None  # the last 'paused' event
         self.end: dict | None = None
         self.exit_info: dict | None = None  # exit.json of the trainer process (set by Run)
+        # (after_seq, since_t) while a restart (segwatch resume) waits for its start event: the
+        # old record's end, exit.json and dead pid say nothing about the new process (set by Run)
+        self.restart_pending: tuple[int | None, float] | None = None
         self.process_gone = False  # the trainer's pid is gone without an end event (set by Run)
         self.bad_event_lines = 0  # set by Run from its tails
         self.bad_control_lines = 0
@@ -106,6 +109,8 @@ class RunState:
 
     @property
     def status(self) -> str:
+        if self.restart_pending is not None:
+            return "crashed" if self._restart_failed() else "starting"
         if self.end is not None:
             return END_STATUS.get(str(self.end.get("reason")), "crashed")
         if self.exit_info is not None or self.process_gone:
@@ -123,10 +128,17 @@ class RunState:
         except (OSError, ValueError):
             pass
 
+    def _restart_failed(self) -> bool:
+        """The restarted process's supervisor wrote exit.json before any start event."""
+        t = (self.exit_info or {}).get("t")
+        return isinstance(t, (int, float)) and self.restart_pending is not None and t >= self.restart_pending[1]
+
     @property
     def crash_reason(self) -> str | None:
         if self.status != "crashed":
             return None
+        if self.restart_pending is not None:
+            return describe_exit(self.exit_info or {})
         if self.end is not None:
             if self.end.get("reason") != "crashed":
                 return f"ended with an unknown reason {self.end.get('reason')!r}"
@@ -217,6 +229,9 @@ class RunState:
             self.last_error = f"{event.get('type')} event seq {event.get('seq')}: {type(e).__name__}: {e}"
 
     def _on_start(self, ev: dict) -> None:
+        pending = self.restart_pending
+        if pending is not None and (pending[0] is None or (type(ev.get("seq")) is int and ev["seq"] > pending[0])):
+            self.restart_pending = None  # the restarted trainer's own start
         self.start = ev
         resume = _int(ev.get("resume_epoch")) or 0
         if any(e > resume for e in self.epochs):

@@ -15,6 +15,8 @@ from typing import Callable
 from trainer.record import read_events
 
 ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT / "tests" / "app") not in sys.path:  # the cockpit's Pilot helpers (tui_helpers)
+    sys.path.append(str(ROOT / "tests" / "app"))
 CONFIGS = ROOT / "configs"
 SHIPPED = ["baseline.yaml", "lmsa.yaml", "lmsa_focal.yaml", "lmsa_aggressive.yaml"]
 # small enough for two shared CPU cores: 4 steps per epoch, a 84k-parameter model
