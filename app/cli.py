@@ -16,6 +16,8 @@ COMMANDS = [
     "control",
     "run",
     "plan",
+    "predict",
+    "evaluate",
 ]
 
 

@@ -1,0 +1,54 @@
+"""Shared fixtures: real tiny runs that several test modules read (trained once per session)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["data.synthetic_train=32", "data.synthetic_val=8", "data.image_size=64", "training.batch_size=8",
+        "training.epochs=3", "training.warmup_epochs=0"]
+#: the plan's ablation chain: Baseline -> +LMSA -> +Focal (configs/*.yaml)
+ABLATION = ("baseline", "lmsa", "lmsa_focal")
+
+
+@pytest.fixture(scope="session")
+def tiny_ablation(tmp_path_factory) -> dict:
+    """Three real trainer runs on tiny synthetic data, trained side by side: baseline, lmsa, lmsa_focal.
+
+    lmsa_focal gets one live adjustment through the real control protocol: a `set gamma 1.5` line
+    is in its control.jsonl before the trainer starts, so the trainer acks it at step 1.
+    Returns {"runs_dir": Path, name: run dir, ...}.
+    """
+    runs_dir = tmp_path_factory.mktemp("ablation") / "runs"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT)}
+    procs = {}
+    for name in ABLATION:
+        run_dir = runs_dir / name
+        run_dir.mkdir(parents=True)
+        if name == "lmsa_focal":
+            line = {"v": 1, "id": uuid.uuid4().hex, "t": time.time(), "cmd": "set", "values": {"gamma": 1.5},
+                    "reason": "test: calmer focusing", "source": "test"}
+            fd = os.open(run_dir / "control.jsonl", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            os.write(fd, (json.dumps(line) + "\n").encode())
+            os.close(fd)
+        cmd = [sys.executable, "-m", "trainer", "--config", str(ROOT / "configs" / f"{name}.yaml"),
+               "--run-dir", str(run_dir), "--device", "cpu"]
+        for s in TINY:
+            cmd += ["--set", s]
+        procs[name] = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for name, p in procs.items():
+        try:
+            out, err = p.communicate(timeout=600)
+        finally:
+            if p.poll() is None:
+                p.kill()
+        assert p.returncode == 0, f"{name}: {err[-2000:]}"
+    return {"runs_dir": runs_dir, **{n: runs_dir / n for n in ABLATION}}
