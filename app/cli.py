@@ -18,6 +18,7 @@ COMMANDS = [
     "plan",
     "predict",
     "evaluate",
+    "report",
 ]
 
 

@@ -15,13 +15,16 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["data.synthetic_train=32", "data.synthetic_val=8", "data.image_size=64", "training.batch_size=8",
         "training.epochs=3", "training.warmup_epochs=0"]
-#: the plan's ablation chain: Baseline -> +LMSA -> +Focal (configs/*.yaml)
-ABLATION = ("baseline", "lmsa", "lmsa_focal")
+#: the plan's ablation chain: Baseline -> +LMSA -> +Focal (configs/*.yaml), and one more focal run
+#: that differs from lmsa_focal only in focal_gamma (a two-point gamma study)
+ABLATION = ("baseline", "lmsa", "lmsa_focal", "lmsa_focal_g1")
+EXTRA = {"lmsa_focal_g1": ("lmsa_focal", ["loss.focal_gamma=1", "name=lmsa_focal_g1"])}
 
 
 @pytest.fixture(scope="session")
 def tiny_ablation(tmp_path_factory) -> dict:
-    """Three real trainer runs on tiny synthetic data, trained side by side: baseline, lmsa, lmsa_focal.
+    """Real trainer runs on tiny synthetic data, trained side by side: baseline, lmsa, lmsa_focal and
+    lmsa_focal_g1 (lmsa_focal with focal_gamma 1).
 
     lmsa_focal gets one live adjustment through the real control protocol: a `set gamma 1.5` line
     is in its control.jsonl before the trainer starts, so the trainer acks it at step 1.
@@ -39,9 +42,10 @@ def tiny_ablation(tmp_path_factory) -> dict:
             fd = os.open(run_dir / "control.jsonl", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
             os.write(fd, (json.dumps(line) + "\n").encode())
             os.close(fd)
-        cmd = [sys.executable, "-m", "trainer", "--config", str(ROOT / "configs" / f"{name}.yaml"),
+        config, extra = EXTRA.get(name, (name, []))
+        cmd = [sys.executable, "-m", "trainer", "--config", str(ROOT / "configs" / f"{config}.yaml"),
                "--run-dir", str(run_dir), "--device", "cpu"]
-        for s in TINY:
+        for s in TINY + extra:
             cmd += ["--set", s]
         procs[name] = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     for name, p in procs.items():
