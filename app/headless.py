@@ -51,6 +51,7 @@ class Follower:
         self.status: list[str | None] = [None] * len(runs)
         self.answered: list[set] = [set() for _ in runs]
         self.warned: list[int] = [0] * len(runs)
+        self.unreadable: list[tuple] = [(0, "")] * len(runs)
         self.width = max([len(r.state.name or r.name) for r in runs] + [4])
 
     def say(self, text: str) -> None:
@@ -88,6 +89,11 @@ class Follower:
                 self.say(f"{'':8} {name:<{self.width}} adjustment {a.summary()}"
                          + (f" at step {a.answer_step}" if a.status == "applied" and a.answer_step else "")
                          + (f" ({a.reason})" if a.reason else ""))
+        bad = (getattr(st, "unreadable", 0), getattr(st, "read_note", ""))
+        if bad != self.unreadable[i] and (bad[0] > self.unreadable[i][0] or bad[1] != self.unreadable[i][1]):
+            self.say(f"{'':8} {name:<{self.width}} {bad[0]} unreadable record line(s) skipped"
+                     + (f"; {bad[1]}" if bad[1] else ""))
+        self.unreadable[i] = bad
         s = st.status
         if s != self.status[i]:
             self.status[i] = s

@@ -67,6 +67,8 @@ class RunView:
     adjustments: tuple = ()
     warnings: tuple = ()  # the last few warning events
     warning_counts: dict = field(default_factory=dict)
+    unreadable: int = 0  # record lines / events skipped because they could not be read
+    read_note: str = ""  # what went wrong reading the record (a deleted events.jsonl, the last bad line)
     exit_info: dict | None = None
     crash_reason: str = ""
     stderr_tail: tuple = ()
@@ -171,6 +173,7 @@ def build_view(index: int, run: Any, rules: Any, gpu: dict | None = None, verdic
         by_epoch={h["epoch"]: (h.get("val_f"), tuple(h.get("per_class_f") or ())) for h in history},
         adjustments=tuple(_adjust_view(a) for a in (st.adjustments or ())[-50:]),
         warnings=tuple(dict(w) for w in warns[-5:]), warning_counts=dict(st.warning_counts or {}),
+        unreadable=getattr(st, "unreadable", 0), read_note=getattr(st, "read_note", ""),
         exit_info=dict(st.exit_info) if st.exit_info else None, crash_reason=st.crash_reason or "",
         stderr_tail=tail, gpu=gpu, built_t=time.time(),
     )

@@ -121,11 +121,34 @@ class EventWriter:
             return
         last, torn = last_seq_and_tail(self.path)
         self.seq = last
+        self._open(torn)
+
+    def _open(self, torn: bool) -> None:
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        st = os.fstat(self._fd)
+        self._ident = (st.st_dev, st.st_ino)
         if torn:  # a crash left half a line: end it so the next event starts clean
             os.write(self._fd, b"\n")
 
+    def _reopen_if_replaced(self) -> bool:
+        """events.jsonl deleted or replaced under the running trainer: write on in the file now
+        at that path (one os.stat per event), so the monitors that read it lose nothing more."""
+        try:
+            st = os.stat(self.path)
+            if (st.st_dev, st.st_ino) == self._ident:
+                return False
+        except FileNotFoundError:
+            pass
+        os.close(self._fd)
+        _, torn = last_seq_and_tail(self.path)
+        self._open(torn)
+        return True
+
     def emit(self, type_: str, **fields: Any) -> dict:
+        if self._fd is not None and self._reopen_if_replaced():
+            self.emit("warning", code="record_replaced", epoch=None, step=None,
+                      message=f"{self.path.name} was deleted or replaced while the trainer ran; "
+                              "writing on in the file now there (earlier events are not in it)")
         self.seq += 1
         nonfinite: list[str] = []
         body = {k: _clean(v, k, nonfinite) for k, v in fields.items()}

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
 import signal
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from trainer.live import LIVE_KEYS, format_value
+from trainer.live import validate as validate_live
 
 NONFINITE_CODES = ("nonfinite_loss", "nonfinite_grad")
 END_STATUS = {"completed": "finished", "early_stop": "early_stop", "stopped": "stopped", "crashed": "crashed"}
@@ -88,6 +90,97 @@ def live_from_config_dict(config: dict) -> dict:
         if isinstance(sec, dict) and key in sec:
             out[k.name] = sec[key]
     return out
+
+
+# The types docs/run-directory.md gives each event field. A field of another type (a hostile or
+# broken writer) is replaced by None before the state sees the event: consumers (the cockpit,
+# the headless lines, the health rules) can rely on these types.
+_FLOAT_FIELDS = frozenset({
+    "t", "loss", "lr", "gamma", "samples_per_s", "data_wait", "train_loss", "train_f", "val_loss", "val_f",
+    "pooled_f", "dropout", "epoch_time", "eta_s", "best_val_f"})
+_INT_FIELDS = frozenset({
+    "seq", "v", "epoch", "step", "resume_epoch", "epochs", "steps_per_epoch", "batch_size", "params", "best_epoch",
+    "skipped_steps", "line", "world_size", "pid"})
+_STR_FIELDS = frozenset({"type", "code", "message", "kind", "reason", "error", "cmd", "id", "name", "device", "path",
+                         "run_dir", "note"})
+_BOOL_FIELDS = frozenset({"resumed", "synthetic"})
+_MAX_INT = 10**12
+
+
+def _ok_float(v: Any) -> Any:
+    """A finite float, or a marker: None (not a number) / 'nonfinite'."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return None
+    try:
+        f = float(v)
+    except OverflowError:
+        return None
+    return f if math.isfinite(f) else "nonfinite"
+
+
+def _ok_live(values: Any) -> dict:
+    """Only the live settings whose values the trainer itself would accept."""
+    if not isinstance(values, dict):
+        return {}
+    out = {}
+    for k, v in values.items():
+        if k in LIVE_KEYS:
+            clean, problem = validate_live({k: v}, {"warmup_epochs": 0, "epochs": 10**5}, 0)
+            if not problem:
+                out[k] = clean[k]
+    return out
+
+
+def sanitize_event(ev: dict) -> tuple[dict, list[str]]:
+    """The event with every field of the wrong type set to None (raw NaN/Inf: None, and the key
+    listed in ``nonfinite`` as the contract says); returns (event, the fields that were bad)."""
+    out, bad = dict(ev), []
+    nonfinite = [x for x in ev.get("nonfinite") or () if isinstance(x, str)] if isinstance(ev.get("nonfinite"), list) else []
+    if "nonfinite" in ev and not isinstance(ev.get("nonfinite"), list):
+        bad.append("nonfinite")
+    for k, v in ev.items():
+        if v is None:
+            continue
+        if k in _FLOAT_FIELDS:
+            f = _ok_float(v)
+            if f == "nonfinite":
+                out[k] = None
+                nonfinite.append(k)
+                continue
+            out[k] = f
+        elif k in _INT_FIELDS:
+            i = _int(v)
+            out[k] = i if i is not None and abs(i) <= _MAX_INT else None
+        elif k in _STR_FIELDS:
+            out[k] = v if isinstance(v, str) else None
+        elif k in _BOOL_FIELDS:
+            out[k] = v if isinstance(v, bool) else None
+        elif k in ("per_class_f", "train_per_class_f"):
+            ok = isinstance(v, list) and len(v) <= 256
+            out[k] = [x if isinstance(x, float) else None for x in (_ok_float(y) for y in v)] if ok else None
+        elif k == "alpha":
+            out[k] = v if isinstance(_ok_float(v), float) or (isinstance(v, list) and all(
+                isinstance(_ok_float(x), float) for x in v)) else None
+        elif k == "live":
+            out[k] = _ok_live(v) if isinstance(v, dict) else None
+        elif k == "changes":
+            if isinstance(v, dict):
+                pairs = {n: p for n, p in v.items() if isinstance(p, (list, tuple)) and len(p) == 2}
+                kept = _ok_live({n: p[1] for n, p in pairs.items()})
+                out[k] = {n: [pairs[n][0], kept[n]] for n in kept}
+                if len(out[k]) != len(v):
+                    bad.append(k)
+                continue
+            out[k] = None
+        elif k == "data":
+            out[k] = v if isinstance(v, dict) else None
+        else:
+            continue
+        if out[k] is None or (k == "live" and len(out[k]) != len(v)):
+            bad.append(k)
+    if nonfinite:
+        out["nonfinite"] = sorted(set(nonfinite))
+    return out, bad
 
 
 def describe_exit(info: dict) -> str:

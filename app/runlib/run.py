@@ -96,6 +96,7 @@ class Run:
         st = self.state
         st.bad_event_lines = self.events_tail.bad_lines
         st.bad_control_lines = self.control_tail.bad_lines
+        st.read_note = self._read_note()
         if not self.state.config and (self.path / "config.yaml").exists():
             st.load_files()
         elif st.events_seen == 0:
@@ -112,6 +113,21 @@ class Run:
                 exit_info = None  # from an earlier process of this run (before the resume)
         st.exit_info = exit_info
         st.process_gone = alive is False
+
+    def _read_note(self) -> str:
+        """One line on what could not be read (shown next to the unreadable count), or ''."""
+        ev, st = self.events_tail, self.state
+        notes = []
+        if ev.missing and (st.events_seen or ev.resets):
+            notes.append("events.jsonl is gone (deleted?): showing what was read before")
+        if ev.resets:
+            notes.append(f"events.jsonl was truncated or replaced {ev.resets}x; rebuilt from the new file")
+        last = ev.last_error or self.control_tail.last_error
+        if last and (ev.bad_lines or self.control_tail.bad_lines):
+            notes.append(f"last: {'events' if ev.last_error else 'control'}.jsonl {last}")
+        elif st.bad_events and st.last_error:
+            notes.append(f"last: {st.last_error}")
+        return "; ".join(notes)
 
     def expect_restart(self, since: float, after_seq: int | None) -> None:
         """A new trainer process was started on this run at ``since`` (``segwatch resume``).

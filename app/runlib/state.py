@@ -26,7 +26,7 @@ import yaml
 
 from .records import (  # noqa: F401 - re-exported
     END_STATUS, NONFINITE_CODES, Adjustment, StepPoint, _float, _int, _pairs, describe_exit,
-    live_from_config_dict,
+    live_from_config_dict, sanitize_event,
 )
 
 class RunState:
@@ -68,6 +68,7 @@ class RunState:
         self.process_gone = False  # the trainer's pid is gone without an end event (set by Run)
         self.bad_event_lines = 0  # set by Run from its tails
         self.bad_control_lines = 0
+        self.read_note = ""  # what went wrong reading the record, for people (set by Run)
         self.bad_events = 0  # parsed objects whose fields made no sense (skipped)
         self.last_error = ""
         self.events_seen = 0
@@ -106,6 +107,11 @@ class RunState:
     @property
     def bad_lines(self) -> int:
         return self.bad_event_lines + self.bad_control_lines
+
+    @property
+    def unreadable(self) -> int:
+        """Record lines that could not be read plus events whose fields made no sense: skipped."""
+        return self.bad_event_lines + self.bad_control_lines + self.bad_events
 
     @property
     def status(self) -> str:
@@ -222,10 +228,14 @@ class RunState:
             self.last_seq = seq
         if handler is None:
             return
+        event, bad = sanitize_event(event)
+        if bad:
+            self.bad_events += 1
+            self.last_error = f"{typ} event seq {event.get('seq')}: wrong type for {', '.join(bad)}; ignored those fields"
         try:
             handler(self, event)
         except (TypeError, ValueError, KeyError, AttributeError) as e:
-            self.bad_events += 1
+            self.bad_events += 0 if bad else 1  # counted once per event
             self.last_error = f"{event.get('type')} event seq {event.get('seq')}: {type(e).__name__}: {e}"
 
     def _on_start(self, ev: dict) -> None:

@@ -47,6 +47,7 @@ class JsonlTail:
         self.resets = 0
         self.was_reset = False
         self.more = False
+        self.missing = False  # the file was not there at the last read
         self._partial = bytearray()
         self._skipping = False  # inside a line longer than max_line: drop bytes until '\n'
         self._ident: tuple[int, int] | None = None  # (st_dev, st_ino) of the file being read
@@ -94,10 +95,12 @@ class JsonlTail:
         try:
             st = os.stat(self.path)
         except (FileNotFoundError, NotADirectoryError):
+            self.missing = True
             return []  # not there (yet): empty; a file that reappears is noticed by its inode
         except OSError as e:
             self.last_error = f"{self.path}: {e.strerror or e}"
             return []
+        self.missing = False
         ident = (st.st_dev, st.st_ino)
         if self._ident is not None and (ident != self._ident or st.st_size < self.offset):
             self._reset()

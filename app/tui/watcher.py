@@ -88,7 +88,8 @@ class Watcher:
                 run.refresh()
                 st = run.state
                 fp = (getattr(run, "generation", 0), st.status, st.events_seen, len(st.adjustments),
-                      len(st.pending()), st.bad_lines, st.crash_reason, _gpu_key(self._gpu[i]))
+                      len(st.pending()), st.bad_lines, st.crash_reason, _gpu_key(self._gpu[i]),
+                      getattr(st, "read_note", ""))
                 if fp == self._prints[i]:
                     continue
                 view = build_view(i, run, self.rules[i], gpu=self._gpu[i])

@@ -203,6 +203,6 @@ def test_warnings_bounded_and_nonsense_events_counted():
     st.apply({"type": ["unhashable"]})
     st.apply({"type": "step", "step": "x", "epoch": None, "loss": "nan", "lr": True})  # kept, fields sanitised
     assert st.steps[-1] == (0, 0, None, None) and st.last_seq == 11
-    assert st.bad_events == 2 and st.epochs == {}
+    assert st.bad_events == 3 and st.epochs == {}  # the step's wrong-typed fields count too
     st.apply({"type": "epoch", "epoch": 1, "val_f": None, "nonfinite": ["val_f"]})
     assert st.history()[0]["epoch"] == 1

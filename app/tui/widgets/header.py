@@ -29,7 +29,7 @@ class PaneHeader(ViewWidget):
         return (view.name, view.colour, view.status, view.status_detail, view.phase, view.epoch,
                 view.total_epochs, round(view.progress, 3), eta, view.samples_per_s, view.step,
                 g.get("util"), g.get("proc_mem"), view.crash_reason, view.stderr_tail, view.summary,
-                view.index, tuple(view.warning_counts.items()))
+                view.index, tuple(view.warning_counts.items()), view.unreadable, view.read_note)
 
     def draw(self, v: RunView) -> Text:
         c = COLOUR.get(v.colour, "white")
@@ -68,6 +68,12 @@ class PaneHeader(ViewWidget):
             t.append("\n⚠ " + "  ".join(f"{k} ×{n}" for k, n in others.items()), style="yellow")
             if last:
                 t.append(f"  last: {str(last.get('message', ''))[:120]}", style="yellow dim")
+        if v.unreadable or v.read_note:
+            n = v.unreadable
+            t.append(f"\n⚠ {n} unreadable record line{'s' if n != 1 else ''} skipped" if n else "\n⚠ record:",
+                     style="yellow")
+            if v.read_note:
+                t.append(f"  {v.read_note[:160]}", style="yellow dim")
         if v.status == "crashed":
             t.append(f"\n✖ {v.crash_reason or 'crashed'}", style="bold red")
             for line in v.stderr_tail[-5:]:
