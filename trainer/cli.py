@@ -65,14 +65,14 @@ def _run(args: argparse.Namespace, cfg, argv: list[str]) -> int:
     from trainer.train import Trainer
 
     device = resolve_device(args.device)
-    dist = init_distributed(device.type)
+    resume_state = None
+    if args.resume:  # the checkpoint's config says how long a collective may wait
+        run_dir = Path(args.resume)
+        cfg, resume_state = load_resume(run_dir, device)
+    dist = init_distributed(device.type, timeout_s=cfg.training.dist_timeout)
     if dist.enabled and device.type == "cuda":
         import torch as _t
         device = _t.device("cuda", dist.local_rank)
-    resume_state = None
-    if args.resume:
-        run_dir = Path(args.resume)
-        cfg, resume_state = load_resume(run_dir, device)
     comp = build(cfg, device, dist)  # validates data and model size: nothing written yet
     created = False
     if not args.resume:

@@ -119,6 +119,8 @@ class TrainingConfig:
     min_lr_ratio: float = field(default=0.01, metadata=check(lambda v: 0 <= v <= 1, "a number in [0, 1]"))
     num_workers: int = field(default=0, metadata=check(lambda v: 0 <= v <= 64, "an integer in 0..64"))
     nproc_per_node: int = field(default=1, metadata=check(lambda v: 1 <= v <= 64, "an integer in 1..64"))
+    # DDP: how long a collective waits for a rank that stopped responding before the run crashes
+    dist_timeout: float = field(default=120.0, metadata=check(lambda v: 5 <= v <= 86_400, "seconds in [5, 86400]"))
     log_every: int = field(default=10, metadata=check(lambda v: 1 <= v <= 10**9, "an integer in 1..10^9"))
     amp: str = field(default="auto", metadata=check(lambda v: v in ("auto", "bf16", "off"), "auto | bf16 | off"))
     channels_last: str = field(default="auto", metadata=check(lambda v: v in ("auto", "on", "off"), "auto | on | off"))

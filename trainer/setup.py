@@ -257,7 +257,9 @@ def load_resume(run_dir: Path, device: torch.device) -> tuple[Config, dict]:
     if not path.exists():
         raise ConfigError(f"--resume {run_dir}: no checkpoint at {path} (the run never finished an epoch)")
     try:
-        state = ckpt.load(path, map_location=device)
+        # always onto the CPU: load_state_dict copies weights and optimizer state to the model's
+        # device, and the RNG states must stay CPU tensors (torch.set_rng_state refuses others)
+        state = ckpt.load(path, map_location="cpu")
     except Exception as e:  # noqa: BLE001 - torn or foreign file: name it, exit 2
         raise ConfigError(f"--resume {run_dir}: cannot load {path}: {type(e).__name__}: {e}") from None
     cfg = from_dict(state["config"], source=f"{path} (config)")

@@ -182,3 +182,22 @@ async def test_cockpit_shows_a_sigkilled_trainer_crashed_within_2s(tmp_path):
     finally:
         if spec.proc.poll() is None:
             os.killpg(spec.proc.pid, signal.SIGKILL)
+
+
+def test_resume_state_loads_onto_the_cpu_whatever_the_device(tmp_path):
+    """`--resume --device cuda` mapped the whole checkpoint, RNG states included, onto the GPU,
+    and torch.set_rng_state refuses a non-CPU tensor: a GPU resume crashed. Simulated here with
+    the 'meta' device (no GPU needed): the state must come back on the CPU and restore cleanly."""
+    from trainer import checkpoint as ckpt
+    from trainer.setup import load_resume
+
+    run = tmp_path / "r"
+    (run / "checkpoints").mkdir(parents=True)
+    from trainer.config import load_config
+
+    cfg = load_config(CONFIGS / "baseline.yaml", TINY)
+    ckpt.save(run / "checkpoints" / "last.pt", {"model": {"w": torch.ones(2)}, "epoch": 1, "config": cfg.to_dict(),
+                                                "rng": ckpt.rng_state()})
+    _, state = load_resume(run, torch.device("meta"))
+    assert state["model"]["w"].device.type == "cpu"
+    ckpt.set_rng_state(state["rng"])
