@@ -42,6 +42,13 @@ def _v(x: Any) -> str:
     return format_value(x) if isinstance(x, float) else str(x).lower() if isinstance(x, bool) else str(x)
 
 
+def _clock(t: Any) -> str:
+    try:
+        return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t))
+    except (TypeError, ValueError, OverflowError, OSError):  # not recorded, or not a time a clock can show
+        return "–"
+
+
 def runs_table(recs: list[RunRecord], base: RunRecord) -> Table:
     rows, data = [], []
     for r in recs:
@@ -152,7 +159,7 @@ def adjustments_table(recs: list[RunRecord], after: int = 5) -> Table:
         by_epoch = {h["epoch"]: h.get("val_f") for h in r.history}
         for a in r.adjustments:
             e = a.answer_epoch
-            when = "–" if a.answer_t is None else time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(a.answer_t))
+            when = _clock(a.answer_t)
             if a.status != "applied" or e is None:
                 rows.append([r.name, f"{a.describe()} ({a.status}{': ' + a.answer_reason if a.answer_reason else ''})",
                              when, "–", "–", "–", "–", a.reason or "–"])

@@ -217,15 +217,17 @@ def test_cancelled_sweep_never_starts_its_queue(tmp_path):
                                   "--max-parallel", "1", "--runs-dir", str(runs_dir), "--headless", "--interval", "0.3"),
                          cwd=ROOT, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 300
         plan = None
-        while time.monotonic() < deadline:  # another process's files: poll them
+        while time.monotonic() < deadline and p.poll() is None:  # another process's files: poll them
             pf = list_plans(runs_dir)
             plan = load_plan(pf[0]) if pf else None
             if plan and plan.items[0].state == "started":
                 break
             time.sleep(0.1)
-        assert plan and plan.items[0].state == "started"
+        if p.poll() is not None:
+            raise AssertionError(f"segwatch run exited {p.returncode} first: {p.communicate()[1][-2000:]}")
+        assert plan and plan.items[0].state == "started", plan
         c = subprocess.run([sys.executable, "-m", "app", "plan", plan.name, "--cancel", "--runs-dir", str(runs_dir)],
                            capture_output=True, text=True, timeout=60, cwd=ROOT, env=env())
         assert c.returncode == 0, c.stderr
