@@ -43,6 +43,8 @@ def _v(x: Any) -> str:
 
 
 def _clock(t: Any) -> str:
+    if isinstance(t, bool) or not isinstance(t, (int, float)):
+        return "–"
     try:
         return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t))
     except (TypeError, ValueError, OverflowError, OSError):  # not recorded, or not a time a clock can show
