@@ -22,7 +22,7 @@ from app import launch
 from app.health import RulesError, load_rules
 from app.plan.gate import DEFAULT_GATE, NAMES, Gate, GateError
 from app.plan.model import Plan, PlanItem, plans_dir
-from trainer.config import ConfigError, all_keys, load_config, parse_override
+from trainer.config import ConfigError, all_keys, load_config
 from trainer.live import LIVE_KEYS
 
 _SAFE = re.compile(r"[^A-Za-z0-9._+-]")
@@ -103,14 +103,14 @@ def build_plan(args: argparse.Namespace, runs_dir: Path) -> tuple[Plan, list[Any
         except GateError as e:
             raise ConfigError(str(e)) from None
     if args.serial:
-        runs = [(c, sets, None, {}) for c in configs]
+        runs = [(c, sets, None, []) for c in configs]
     else:
         base = _SAFE.sub("_", args.name or load_config(configs[0], sets).name)
         runs = []
         for combo in itertools.product(*[[(k, v) for v in vals] for k, vals in sweeps]):
             combo = list(combo)
             runs.append((configs[0], sets + [f"{k}={v}" for k, v in combo], sweep_name(base, combo),
-                         {k: parse_override(f"{k}={v}")[1] for k, v in combo}))
+                         [k for k, _ in combo]))
     loaded = [load_config(c, s) for c, s, _, _ in runs]  # every combination validates before anything starts
     for (c, _, _, _), cfg in zip(runs, loaded):
         try:
@@ -124,8 +124,8 @@ def build_plan(args: argparse.Namespace, runs_dir: Path) -> tuple[Plan, list[Any
     kind = "serial" if args.serial else "sweep"
     items = [PlanItem(name=sp.name, run_dir=str(sp.run_dir.resolve()), config=str(Path(sp.config).resolve()),
                       trainer_args=sp.trainer_args, after=(i - 1 if args.serial and i else None),
-                      gate=gate_text if args.serial and i else None, values=r[3], nproc=sp.nproc)
-             for i, (sp, r) in enumerate(zip(specs, runs))]
+                      gate=gate_text if args.serial and i else None, values={k: cfg.get(k) for k in r[3]}, nproc=sp.nproc)
+             for i, (sp, r, cfg) in enumerate(zip(specs, runs, loaded))]
     if kind == "sweep":
         n = args.max_parallel or max(1, len(launch.visible_gpus()) if args.device != "cpu" else 1)
     else:
