@@ -32,6 +32,8 @@ def _relaunch_with_torchrun(nproc: int, argv: list[str]) -> None:
     """Replace this process by torchrun running the same command on nproc workers."""
     args = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
             "-m", "trainer", *argv]
+    if os.path.exists("/sys/class/net/lo"):  # one node: the ranks' gloo sockets on loopback only
+        os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
     os.execv(sys.executable, args)
 
 

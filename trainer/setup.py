@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import platform
 import socket
 import sys
@@ -260,8 +261,15 @@ def load_resume(run_dir: Path, device: torch.device) -> tuple[Config, dict]:
         # always onto the CPU: load_state_dict copies weights and optimizer state to the model's
         # device, and the RNG states must stay CPU tensors (torch.set_rng_state refuses others)
         state = ckpt.load(path, map_location="cpu")
+    except pickle.UnpicklingError:
+        raise ConfigError(f"--resume {run_dir}: refused {path}: it holds pickled objects that torch.load(weights_only=True) "
+                          "does not load (not a checkpoint of this trainer, or tampered with); nothing was run") from None
     except Exception as e:  # noqa: BLE001 - torn or foreign file: name it, exit 2
-        raise ConfigError(f"--resume {run_dir}: cannot load {path}: {type(e).__name__}: {e}") from None
+        first = (str(e).splitlines() or [""])[0][:200]
+        raise ConfigError(f"--resume {run_dir}: cannot load {path}: {type(e).__name__}: {first}") from None
+    missing = [k for k in ("config", "model", "optimizer", "epoch", "rng", "live") if not isinstance(state, dict) or k not in state]
+    if missing:
+        raise ConfigError(f"--resume {run_dir}: {path} is not a checkpoint of this trainer (missing: {', '.join(missing)})")
     cfg = from_dict(state["config"], source=f"{path} (config)")
     return cfg, state
 

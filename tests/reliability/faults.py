@@ -51,8 +51,9 @@ def run_trainer(argv: list[str], timeout: float = 240) -> subprocess.CompletedPr
 
 
 def segwatch(*args: str, timeout: float = 240, **kw) -> subprocess.CompletedProcess:
+    kw.setdefault("cwd", ROOT)
     return subprocess.run([sys.executable, "-m", "app", *args], capture_output=True, text=True,
-                          timeout=timeout, cwd=ROOT, env=env(), **kw)
+                          timeout=timeout, env=env(), **kw)
 
 
 def wait_for(pred: Callable, timeout: float = 90.0, what: str = "condition", poll: float = 0.05):
