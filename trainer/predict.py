@@ -96,15 +96,13 @@ def model_outputs(lm, arrays: list, device, tta: bool, batch_size: int | None = 
     return out
 
 
-def predict(models: list, images: list[Path], out: Path, device, tta: bool, chunk: int = 32,
-            log=print) -> tuple[list[dict], list[dict]]:
+def predict(models: list, images: list[Path], out: Path, device, tta: bool, log=print) -> tuple[list[dict], list[dict]]:
     """Write one mask per readable image; returns (written, unreadable)."""
     import numpy as np
-    import torch
     from PIL import Image
 
     written, unreadable = [], []
-    step = max(chunk, *(m.config.training.batch_size for m in models))
+    step = max(m.config.training.batch_size for m in models)  # one model: exactly the trainer's val batches
     t0 = time.perf_counter()
     for b in range(0, len(images), step):
         arrays, paths = [], []
@@ -117,13 +115,15 @@ def predict(models: list, images: list[Path], out: Path, device, tta: bool, chun
                 log(f"cannot read {p.name}: {type(e).__name__}: {e}", err=True)
         if not arrays:
             continue
-        per_model = [model_outputs(m, arrays, device, tta) for m in models]
+        n_out = len(models) * (2 if tta else 1)
+        acc: list = [None] * len(arrays)  # logits (one output) or the sum of softmaxes, per image
+        for m in models:  # one model's outputs alive at a time, folded into acc
+            for k, outs in enumerate(model_outputs(m, arrays, device, tta)):
+                for t in outs:
+                    t = t if n_out == 1 else t.softmax(0)
+                    acc[k] = t if acc[k] is None else acc[k].add_(t)
         for k, (p, a) in enumerate(zip(paths, arrays)):
-            outs = [t for pm in per_model for t in pm[k]]
-            if len(outs) == 1:
-                pred = outs[0].argmax(0)
-            else:
-                pred = torch.stack([t.softmax(0) for t in outs]).mean(0).argmax(0)
+            pred = acc[k].argmax(0)  # argmax of the sum = argmax of the mean
             mask = pred.numpy().astype(np.uint8)
             Image.fromarray(mask, "L").save(out / f"{p.stem}.png")
             written.append({"stem": p.stem, "file": p.name, "size": [int(a.shape[1]), int(a.shape[0])]})
