@@ -3,8 +3,13 @@
 Everything that touches a ``Run`` happens on this thread (``refresh`` and ``send``), so no lock
 guards the run state. What the UI sees is a :class:`~app.snapshot.RunView` per run, built here
 and handed over through a slot: a flood of events leaves at most one pending "runs changed"
-message, and the UI takes the newest views when it handles it. Redraws are therefore bounded
-by the poll interval (default 0.25 s: at most 4 per second), whatever the event rate.
+message, and the UI takes the newest views when it handles it.
+
+The records are read every ``min(interval, READ_EVERY)`` seconds (an idle read is two ``stat``
+calls, ~40 us), so an epoch, an answer to a command or a status change reaches the screen within
+about 0.1 s. A change that is only more ``step`` events is published at most once per
+``max(interval, STEP_EVERY)`` seconds: a flood of step events costs at most one redraw a second
+per run, whatever the event rate (bench/tui_load.py, bench/tui_latency.py).
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ from app.launch import LaunchSpec, reap
 from app.snapshot import RunView, build_view
 
 GPU_EVERY = 2.0  # seconds between GPU queries
+READ_EVERY = 0.1  # seconds between reads of the records (at most; --interval may be shorter)
+STEP_EVERY = 1.0  # seconds between redraws caused by step events alone (at least; or --interval)
 
 
 @dataclass
@@ -46,6 +53,7 @@ class Watcher:
         self._latest: dict[int, RunView] = {}
         self._posted = False
         self._prints: list[tuple] = [None] * len(self.runs)
+        self._published_t: list[float] = [0.0] * len(self.runs)
         self._gpu: list[dict | None] = [None] * len(self.runs)
         self._gpu_t = 0.0
         self.errors: list[str] = []
@@ -72,7 +80,7 @@ class Watcher:
     def loop(self, cancelled: Callable[[], bool], notify: Callable[[], None]) -> None:
         while not cancelled():
             self.tick(notify)
-            self._wake.wait(self.interval)
+            self._wake.wait(min(self.interval, READ_EVERY))
             self._wake.clear()
 
     def tick(self, notify: Callable[[], None] | None = None) -> bool:
@@ -87,13 +95,20 @@ class Watcher:
             try:
                 run.refresh()
                 st = run.state
-                fp = (getattr(run, "generation", 0), st.status, st.events_seen, len(st.adjustments),
-                      len(st.pending()), st.bad_lines, st.crash_reason, _gpu_key(self._gpu[i]),
-                      getattr(st, "read_note", ""))
+                # every event but a step (epoch, answer, warning, end...) is shown at once
+                major = (getattr(run, "generation", 0), st.status, st.events_seen - st.steps_seen,
+                         len(st.adjustments), len(st.pending()), st.bad_lines, st.crash_reason,
+                         _gpu_key(self._gpu[i]), getattr(st, "read_note", ""))
+                fp = (major, st.events_seen)
                 if fp == self._prints[i]:
                     continue
+                now = time.monotonic()
+                if (self._prints[i] is not None and major == self._prints[i][0]
+                        and now - self._published_t[i] < max(self.interval, STEP_EVERY)):
+                    continue  # only step events: they go out with the next second's redraw
                 view = build_view(i, run, self.rules[i], gpu=self._gpu[i])
                 self._prints[i] = fp
+                self._published_t[i] = now
             except Exception as e:  # keep watching the other runs
                 msg = f"{getattr(run, 'name', i)}: {type(e).__name__}: {e}"
                 if msg not in self.errors:
