@@ -16,21 +16,10 @@ from typing import Any
 import torch
 
 from trainer import checkpoint as ckpt
-from trainer.dist import DistContext
 from trainer.metrics import FScoreMeter
 from trainer.schedule import lr_at
 from trainer.setup import Components
 from trainer.steer import Requests
-
-
-def reduced(meter: FScoreMeter, dist: DistContext, device: torch.device) -> dict[str, Any]:
-    """The meter's result over every rank's images (sums of per-image scores and confusions)."""
-    if dist.enabled:
-        if meter._device is None:
-            meter._init(device)
-        for name in ("_score_sum", "_images", "_class_f_sum", "_class_count", "_pooled", "_bad"):
-            dist.all_reduce_sum(getattr(meter, name))
-    return meter.compute()
 
 
 class StopRun(Exception):
@@ -58,7 +47,7 @@ class Trainer:
         self.printer = None  # callable(str) for the per-epoch line on stdout
         self.rank_log = None
         if self.cfg.debug.rank_log:
-            (c.run_dir / "ranks").mkdir(exist_ok=True)
+            (c.run_dir / "ranks").mkdir(parents=True, exist_ok=True)  # rank 0 may not have made run_dir yet
             self.rank_log = open(c.run_dir / "ranks" / f"rank{self.dist.rank}.jsonl", "a")
 
     # --- schedule ---------------------------------------------------------------------------
@@ -116,7 +105,7 @@ class Trainer:
         self.pending_aug.clear()
         c.model.train()
         loader = c.train_loader(epoch, self.step_in_epoch)
-        meter = FScoreMeter()
+        meter = FScoreMeter(device=c.device)
         loss_sum = torch.zeros((), device=c.device)
         n_ok, self.skipped = 0, 0
         log_loss = torch.zeros((), device=c.device)
@@ -154,8 +143,9 @@ class Trainer:
             if self.cfg.debug.step_delay:
                 time.sleep(self.cfg.debug.step_delay)
             t_wait = time.perf_counter()
-        train = reduced(meter, self.dist, c.device)
-        train_loss = self.dist.all_reduce_sum(torch.stack([loss_sum, torch.tensor(float(n_ok), device=c.device)]))
+        train = meter.compute(self.dist)
+        sums = self.dist.all_reduce_sum(torch.stack([loss_sum, torch.tensor(float(n_ok), device=c.device)]))
+        train_loss = (sums[0] / sums[1].clamp(min=1)).item() if sums[1].item() else float("nan")
         val = self.validate()
         self.epoch = epoch
         self.step_in_epoch = 0
@@ -170,7 +160,7 @@ class Trainer:
         if self.dist.is_main:
             self.events.emit(
                 "epoch", epoch=epoch, step=self.step,
-                train_loss=(train_loss[0] / max(train_loss[1].item(), 1)).item(),
+                train_loss=train_loss,
                 train_f=train["f"], val_loss=val["loss"], val_f=val["f"], pooled_f=val["pooled_f"],
                 per_class_f=val["per_class"], train_per_class_f=train["per_class"],
                 lr=self.lr_for(max(self.step - 1, 0)), gamma=self.live["gamma"], alpha=self.live["alpha"],
@@ -181,7 +171,7 @@ class Trainer:
             )
             if self.printer:
                 self.printer(
-                    f"epoch {epoch}/{self.live['epochs']} | train loss {train_loss[0].item() / max(n_ok, 1):.4f} "
+                    f"epoch {epoch}/{self.live['epochs']} | train loss {train_loss:.4f} "
                     f"F {train['f']:.4f} | val loss {val['loss']:.4f} F {val['f']:.4f} (best {self.best_val_f:.4f} "
                     f"@{self.best_epoch}) | lr {self.live['lr']:.2e} | {epoch_time:.1f}s"
                     + (f" | {self.skipped} steps skipped (non-finite)" if self.skipped else ""))
@@ -226,7 +216,7 @@ class Trainer:
     def validate(self) -> dict[str, Any]:
         c = self.c
         c.model.eval()
-        meter = FScoreMeter()
+        meter = FScoreMeter(device=c.device)
         sums = torch.zeros(2, device=c.device)
         for i, (images, masks) in enumerate(c.val_loader()):
             if i % 4 == 0:
@@ -242,7 +232,7 @@ class Trainer:
             sums[1] += images.shape[0]
             meter.update(logits.argmax(1), masks)
         self.dist.all_reduce_sum(sums)
-        out = reduced(meter, self.dist, c.device)
+        out = meter.compute(self.dist)
         out["loss"] = (sums[0] / sums[1].clamp(min=1)).item()
         c.model.train()
         return out
