@@ -118,6 +118,12 @@ def _ok_float(v: Any) -> Any:
     return f if math.isfinite(f) else "nonfinite"
 
 
+def _unix_time(v: Any) -> float | None:
+    """A plausible Unix time (what time.localtime can format), else None."""
+    f = _ok_float(v)
+    return f if isinstance(f, float) and 0 <= f <= 1e11 else None
+
+
 def _ok_live(values: Any) -> dict:
     """Only the live settings whose values the trainer itself would accept."""
     if not isinstance(values, dict):
@@ -135,13 +141,16 @@ def sanitize_event(ev: dict) -> tuple[dict, list[str]]:
     """The event with every field of the wrong type set to None (raw NaN/Inf: None, and the key
     listed in ``nonfinite`` as the contract says); returns (event, the fields that were bad)."""
     out, bad = dict(ev), []
-    nonfinite = [x for x in ev.get("nonfinite") or () if isinstance(x, str)] if isinstance(ev.get("nonfinite"), list) else []
-    if "nonfinite" in ev and not isinstance(ev.get("nonfinite"), list):
+    raw_nf = ev.get("nonfinite")
+    nonfinite = [x for x in raw_nf if isinstance(x, str)] if isinstance(raw_nf, list) else []
+    if raw_nf is not None and (not isinstance(raw_nf, list) or len(nonfinite) != len(raw_nf)):
         bad.append("nonfinite")
     for k, v in ev.items():
         if v is None:
             continue
-        if k in _FLOAT_FIELDS:
+        if k == "t":
+            out[k] = _unix_time(v)
+        elif k in _FLOAT_FIELDS:
             f = _ok_float(v)
             if f == "nonfinite":
                 out[k] = None
@@ -180,6 +189,8 @@ def sanitize_event(ev: dict) -> tuple[dict, list[str]]:
             bad.append(k)
     if nonfinite:
         out["nonfinite"] = sorted(set(nonfinite))
+    else:
+        out.pop("nonfinite", None)
     return out, bad
 
 

@@ -25,7 +25,7 @@ from pathlib import Path
 import yaml
 
 from .records import (  # noqa: F401 - re-exported
-    END_STATUS, NONFINITE_CODES, Adjustment, StepPoint, _float, _int, _pairs, describe_exit,
+    END_STATUS, NONFINITE_CODES, Adjustment, StepPoint, _float, _int, _pairs, _unix_time, describe_exit,
     live_from_config_dict, sanitize_event,
 )
 
@@ -220,9 +220,9 @@ class RunState:
         typ = event.get("type")
         handler = _HANDLERS.get(typ) if isinstance(typ, str) else None
         self.events_seen += 1
-        t = event.get("t")
-        if isinstance(t, (int, float)) and not isinstance(t, bool):
-            self.last_event_t = float(t)
+        t = _unix_time(event.get("t"))
+        if t is not None:
+            self.last_event_t = t
         seq = event.get("seq")
         if type(seq) is int:
             self.last_seq = seq
@@ -400,7 +400,7 @@ class RunState:
         adj.reason = str(cmd.get("reason") or "")
         adj.source = str(cmd.get("source") or "")
         t = cmd.get("t")
-        adj.sent_t = float(t) if isinstance(t, (int, float)) and not isinstance(t, bool) else None
+        adj.sent_t = _unix_time(t)
         adj.line = line_no
         if isinstance(cid, str) and cid and placeholder:
             # answered before its line was read: move it to its place in send order

@@ -196,8 +196,33 @@ def test_resume_state_loads_onto_the_cpu_whatever_the_device(tmp_path):
     from trainer.config import load_config
 
     cfg = load_config(CONFIGS / "baseline.yaml", TINY)
-    ckpt.save(run / "checkpoints" / "last.pt", {"model": {"w": torch.ones(2)}, "epoch": 1, "config": cfg.to_dict(),
-                                                "rng": ckpt.rng_state()})
+    ckpt.save(run / "checkpoints" / "last.pt", {"model": {"w": torch.ones(2)}, "optimizer": {}, "epoch": 1, "live": {},
+                                                "config": cfg.to_dict(), "rng": ckpt.rng_state()})
     _, state = load_resume(run, torch.device("meta"))
     assert state["model"]["w"].device.type == "cpu"
     ckpt.set_rng_state(state["rng"])
+
+
+def test_a_second_trainer_on_the_same_run_is_refused(tmp_path):
+    """Two `resume`s of one run (two terminals, two monitors) would interleave two trainers'
+    events and checkpoints: the second is refused (exit 2, one line) and the record stays whole."""
+    from faults import popen_trainer, run_trainer, trainer_argv
+
+    run = tmp_path / "r"
+    proc = popen_trainer(trainer_argv(run, "training.epochs=30", "debug.step_delay=0.1"))
+    try:
+        wait_for(lambda: (run / "events.jsonl").exists() and events(run, "checkpoint"), 120, "a checkpoint")
+        pid = trainer_pid(run)
+        for argv in (["--resume", str(run), "--device", "cpu"],
+                     ["--config", str(CONFIGS / "baseline.yaml"), "--run-dir", str(run), "--device", "cpu",
+                      *[x for s in TINY for x in ("--set", s)]]):
+            p = run_trainer(argv, timeout=120)
+            assert p.returncode == 2 and p.stderr.count("\n") == 1, p.stderr
+            assert f"another trainer (pid {pid}) is writing this run" in p.stderr
+        assert len(events(run, "start")) == 1 and trainer_pid(run) == pid
+        assert (run / "config.yaml").read_text().startswith("name: lmsa_focal")
+        step = events(run, "step")[-1]["step"]
+        wait_for(lambda: events(run, "step")[-1]["step"] > step, 60, "the first trainer going on")
+    finally:
+        proc.kill()
+        proc.wait(30)
