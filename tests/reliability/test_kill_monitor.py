@@ -77,8 +77,10 @@ def test_sigkilled_cockpit_loses_nothing(tmux, tmp_path):
     trainer = None
     try:
         tmux.wait("rel", lambda s: "samples/s  step" in s, 120, "steps in the cockpit")
+        assert not (d / "exit.json").exists()
         wait_for(lambda: events(d, "epoch"), 120, "a finished epoch")
         trainer = int((d / "trainer.pid").read_text())
+        supervisor = int(Path(f"/proc/{trainer}/stat").read_text().rsplit(")", 1)[1].split()[1])
         shell_pid = int(tmux("display", "-p", "-t", "rel", "#{pane_pid}").strip())
         cockpit = wait_for(lambda: [p for p in descendants(shell_pid) if b"app" in Path(f"/proc/{p}/cmdline").read_bytes()
                                     and alive(p)], 10, "the cockpit's pid")[0]
@@ -92,16 +94,17 @@ def test_sigkilled_cockpit_loses_nothing(tmux, tmp_path):
         finally:
             os.kill(trainer, signal.SIGCONT)
         tmux.wait("rel", lambda s: "__EXIT__137" in s, 15, "the shell to see the SIGKILL")
+        tmux("kill-session", "-t", "rel")  # and then its terminal goes away too (SIGHUP), as over SSH
         # the trainer goes on and answers the pending command
         ack = wait_for(lambda: events(d, "ack"), 60, "the pending command's answer")[0]
         assert ack["changes"]["lr"][1] == pytest.approx(ack["changes"]["lr"][0] * 0.6)
         step = events(d, "step")[-1]["step"]
         wait_for(lambda: events(d, "step")[-1]["step"] > step + 3, 60, "more steps without a monitor")
-        assert alive(trainer)
+        assert alive(trainer) and alive(supervisor)  # the supervisor too: it will record how the run ends
         # a new cockpit shows the whole history and the command applied
-        tmux("new-window", "-t", "rel", "-n", "again",
+        tmux("new-session", "-d", "-s", "again", "-x", str(W), "-y", str(H),
              shell([sys.executable, "-m", "app", "attach", "lmsa_focal", "--runs-dir", str(runs), "--no-gpu"]))
-        text = tmux.wait("rel:again", lambda s: "applied at step" in s and "epoch" in s, 60, "the re-attached cockpit")
+        text = tmux.wait("again", lambda s: "applied at step" in s and "epoch" in s, 60, "the re-attached cockpit")
         assert "lr 5.00e-04→3.00e-04" in text, text  # lmsa_focal's 5e-4 x 0.6
         r = Run(d)
         r.refresh()
