@@ -1,0 +1,158 @@
+"""Item 6 (CPU): the segwatch trainer against a bare PyTorch loop; time spent waiting for data.
+
+    python bench/throughput.py [--rounds 6] [--steps 8] [--workers 0] [--threads 1] [--quick] [--out DIR]
+
+One model (the default LMSA net, width 32, 1.66 M parameters), one optimizer, one data pipeline
+(the built-in synthetic faces at 128 px with the configs' augmentation, batch 16, ``--steps``
+batches per epoch, ``training.num_workers=--workers``), in one process. Alternating epochs:
+
+- ``segwatch``: ``Trainer.train_epoch`` as ``python -m trainer`` runs it (control polling, LR
+  schedule, finite checks, grad clipping, train F meter, a step event per step), with
+  ``log_every=1`` so every step's time and data wait are in the record. Throughput is taken
+  between the first and the last step event of the epoch (validation and the checkpoint
+  after it are reported apart: they are per-epoch, not per-sample costs);
+- ``bare``: ``for x, y in loader: opt.zero_grad(); loss_fn(model(x), y).backward(); opt.step()``
+  over the same loader, timed over the same steps.
+
+Reported: samples/s of each, the per-round ratio segwatch/bare (median, spread), and the
+trainer's own ``data_wait`` (fraction of step time spent waiting for the loader).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.common import machine_info, summary, write_json  # noqa: E402
+
+
+def _build(run_dir: Path, *, image_size: int, batch: int, steps: int, workers: int, width: int):
+    import torch
+
+    from trainer.config import from_dict
+    from trainer.dist import DistContext
+    from trainer.setup import build, open_record
+    from trainer.train import Trainer
+
+    cfg = from_dict({"name": "throughput", "model": {"width": width},
+                     "data": {"image_size": image_size, "synthetic_train": batch * steps, "synthetic_val": batch},
+                     "training": {"batch_size": batch, "log_every": 1, "epochs": 10_000, "warmup_epochs": 1,
+                                  "num_workers": workers}}, source="bench")
+    c = build(cfg, torch.device("cpu"), DistContext())
+    open_record(c, run_dir, None, ["bench"])
+    return Trainer(c)
+
+
+def _steps_of_epoch(events_path: Path, epoch: int) -> list[dict]:
+    out = []
+    for line in events_path.read_text().splitlines():
+        try:
+            e = json.loads(line)
+        except ValueError:
+            continue
+        if e.get("type") == "step" and e.get("epoch") == epoch:
+            out.append(e)
+    return out
+
+
+def segwatch_epoch(tr, epoch: int) -> dict:
+    t0 = time.perf_counter()
+    tr.train_epoch(epoch)
+    total = time.perf_counter() - t0
+    steps = _steps_of_epoch(tr.c.run_dir / "events.jsonl", epoch)
+    bs = tr.cfg.training.batch_size
+    span = steps[-1]["t"] - steps[0]["t"]
+    n = len(steps) - 1
+    train_time = span * len(steps) / max(n, 1)
+    return {"samples_per_s": n * bs / span, "data_wait": statistics.fmean(s["data_wait"] for s in steps[1:]),
+            "epoch_s": total, "val_and_checkpoint_s": max(0.0, total - train_time)}
+
+
+def bare_epoch(tr, epoch: int) -> dict:
+    c = tr.c
+    model, opt, loss_fn = c.model, c.optimizer, c.loss_fn
+    model.train()
+    loader = c.train_loader(epoch, 0)
+    marks, waits = [], []
+    t_wait = time.perf_counter()
+    for x, y in loader:
+        waits.append(time.perf_counter() - t_wait)
+        opt.zero_grad(set_to_none=True)
+        loss, _ = loss_fn(model(x), y)
+        loss.backward()
+        opt.step()
+        marks.append(time.perf_counter())
+        t_wait = time.perf_counter()
+    n = len(marks) - 1
+    span = marks[-1] - marks[0]
+    return {"samples_per_s": n * c.cfg.training.batch_size / span, "data_wait": sum(waits[1:]) / span}
+
+
+def run(rounds: int = 6, steps: int = 8, workers: int = 0, threads: int = 1, quick: bool = False,
+        image_size: int = 128, batch: int = 16, width: int = 32) -> dict:
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    if quick:
+        rounds, steps, image_size, batch, width = 1, 3, 32, 2, 8
+    tmp = Path(tempfile.mkdtemp(prefix="segwatch-bench-tp-"))
+    try:
+        tr = _build(tmp / "run", image_size=image_size, batch=batch, steps=steps, workers=workers, width=width)
+        epoch = 1
+        segwatch_epoch(tr, epoch)  # warm-up: generates (and caches) the synthetic samples, first-call costs
+        epoch += 1
+        bare_epoch(tr, epoch)
+        epoch += 1
+        seg, bare, ratios = [], [], []
+        for r in range(rounds):
+            order = ("segwatch", "bare") if r % 2 == 0 else ("bare", "segwatch")
+            got = {}
+            for v in order:
+                got[v] = segwatch_epoch(tr, epoch) if v == "segwatch" else bare_epoch(tr, epoch)
+                epoch += 1
+            seg.append(got["segwatch"])
+            bare.append(got["bare"])
+            ratios.append(got["segwatch"]["samples_per_s"] / got["bare"]["samples_per_s"])
+        return {
+            "setup": {"image_size": image_size, "batch": batch, "steps_per_epoch": steps, "num_workers": workers,
+                      "torch_threads": torch.get_num_threads(), "params": tr.c.params, "rounds": rounds},
+            "segwatch_samples_per_s": summary(x["samples_per_s"] for x in seg),
+            "bare_samples_per_s": summary(x["samples_per_s"] for x in bare),
+            "ratio_segwatch_to_bare": summary(ratios),
+            "segwatch_data_wait": summary(x["data_wait"] for x in seg),
+            "bare_data_wait": summary(x["data_wait"] for x in bare),
+            "segwatch_val_and_checkpoint_s": summary(x["val_and_checkpoint_s"] for x in seg),
+        }
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--rounds", type=int, default=6)
+    p.add_argument("--steps", type=int, default=8)
+    p.add_argument("--workers", type=int, default=0, help="training.num_workers (the configs' default is 0)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads (0: torch's default)")
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--out", default=str(ROOT / "bench" / "out"))
+    a = p.parse_args()
+    res = run(a.rounds, a.steps, a.workers, a.threads, a.quick)
+    write_json(Path(a.out) / f"throughput-w{a.workers}.json", {"machine": machine_info(), **res})
+    r, w = res["ratio_segwatch_to_bare"], res["segwatch_data_wait"]
+    print(f"workers={a.workers}: segwatch {res['segwatch_samples_per_s']['median']:.1f} samples/s, bare "
+          f"{res['bare_samples_per_s']['median']:.1f}; ratio median {r['median']:.3f} (p5 {r['p5']:.3f}, p95 {r['p95']:.3f}); "
+          f"data wait {w['median'] * 100:.1f}% (bare loop {res['bare_data_wait']['median'] * 100:.1f}%)")
+
+
+if __name__ == "__main__":
+    main()
