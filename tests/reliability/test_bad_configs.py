@@ -189,7 +189,7 @@ def _materialise(case, tmp_path: Path) -> Path:
     return p
 
 
-@pytest.mark.parametrize("case", TABLE, ids=[c[0] for c in TABLE])
+@pytest.mark.parametrize("case", TABLE, ids=[c[0].replace(" ", "_") for c in TABLE])
 def test_table_in_process(tmp_path, capsys, case):
     expect_exit_2(tmp_path, _materialise(case, tmp_path), case[2], capsys)
 
@@ -211,7 +211,7 @@ REAL = ["empty file", "yaml list", "non-utf8", "duplicate key", "misspelt key", 
         "negative", "key that is a list", "nested too deep", "alias bomb", "python tag", "name with a NUL byte"]
 
 
-@pytest.mark.parametrize("case", [c for c in TABLE if c[0] in REAL], ids=REAL)
+@pytest.mark.parametrize("case", [c for c in TABLE if c[0] in REAL], ids=[r.replace(" ", "_") for r in REAL])
 def test_table_as_real_processes(tmp_path, case):
     """`python -m trainer` and `segwatch run`: exit 2, one line naming the key, nothing created."""
     path = _materialise(case, tmp_path)
