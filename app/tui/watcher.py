@@ -28,6 +28,7 @@ from app.snapshot import RunView, build_view
 GPU_EVERY = 2.0  # seconds between GPU queries
 READ_EVERY = 0.1  # seconds between reads of the records (at most; --interval may be shorter)
 STEP_EVERY = 1.0  # seconds between redraws caused by step events alone (at least; or --interval)
+READ_SLICE = 4 << 20  # bytes of a record parsed at once while catching up
 
 
 @dataclass
@@ -93,7 +94,12 @@ class Watcher:
         changed = False
         for i, run in enumerate(self.runs):
             try:
-                run.refresh()
+                # in slices: attaching to a long record keeps one slice of parsed events in
+                # memory, not the whole file (1 M events: 1.5 GB -> see bench/RESULTS.md)
+                run.refresh(max_bytes=READ_SLICE)
+                catch_up = time.monotonic() + 2.0  # then show how far it got, and go on next tick
+                while (run.events_tail.more or run.control_tail.more) and time.monotonic() < catch_up:
+                    run.refresh(max_bytes=READ_SLICE)
                 st = run.state
                 # every event but a step (epoch, answer, warning, end...) is shown at once
                 major = (getattr(run, "generation", 0), st.status, st.events_seen - st.steps_seen,
