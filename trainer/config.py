@@ -18,11 +18,11 @@ from typing import Any, Callable, Mapping, Sequence
 import yaml
 
 from trainer.data.classes import NUM_CLASSES
+from trainer.safe_yaml import MAX_SHOWN, check_size, read_yaml_mapping
+from trainer.safe_yaml import show as _show
+from trainer.safe_yaml import show_key as _key
 
 PARAM_CAP = 1_821_085  # the mini challenge's limit on trainable parameters (domain.md)
-MAX_FILE_BYTES = 1 << 20  # a config file is a page of YAML; anything larger is refused unread
-MAX_VALUES = 100_000  # values in a config once YAML aliases are expanded ("billion laughs" guard)
-MAX_SHOWN = 60  # characters of a bad value or key quoted in an error message
 
 
 class ConfigError(ValueError):
@@ -37,22 +37,6 @@ def _finite(v: float) -> bool:
         return isinstance(v, (int, float)) and math.isfinite(v)
     except OverflowError:  # an int too large for a float
         return False
-
-
-def _show(value: Any) -> str:
-    """A bad value (or key) for a one-line message: repr, newlines escaped, long ones cut."""
-    try:
-        text = repr(value)
-    except ValueError:  # an int with more digits than Python will print
-        return f"<a {type(value).__name__} too large to show>"
-    return text if len(text) <= MAX_SHOWN else text[:MAX_SHOWN] + "..."
-
-
-def _key(key: Any) -> str:
-    """A mapping key as written in a message: plain names as they are, anything else quoted."""
-    if isinstance(key, str) and key.isprintable() and len(key) <= MAX_SHOWN and key.strip() == key and key:
-        return key
-    return _show(key)
 
 
 def _name_ok(v: str) -> bool:
@@ -200,77 +184,9 @@ def all_keys() -> list[str]:
 # --- YAML reading ------------------------------------------------------------------------
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate keys instead of silently keeping the last."""
-
-
-def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
-    seen: dict[Any, Any] = {}
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=deep)
-        try:
-            dup = key in seen
-        except TypeError:  # a list or mapping used as a key ('? [a, b]')
-            raise ConfigError(f"line {key_node.start_mark.line + 1}: a key must be a plain name, "
-                              f"not a {type(key).__name__} ({_show(key)})") from None
-        if dup:
-            raise ConfigError(f"duplicate key '{_key(key)}' (line {key_node.start_mark.line + 1})")
-        seen[key] = True
-    return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
-
-
-_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
-
-
 def read_yaml(path: str | Path) -> dict:
-    """Read a YAML mapping safely; errors name the file."""
-    p = Path(path)
-    try:
-        with open(p, "rb") as f:
-            raw = f.read(MAX_FILE_BYTES + 1)
-    except OSError as e:
-        raise ConfigError(f"{p}: cannot read: {e.strerror or e}") from None
-    if len(raw) > MAX_FILE_BYTES:
-        raise ConfigError(f"{p}: too large (more than {MAX_FILE_BYTES} bytes); a config is a page of YAML")
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise ConfigError(f"{p}: not UTF-8 text (byte {e.start}); save the file as UTF-8") from None
-    try:
-        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
-    except ConfigError as e:
-        raise ConfigError(f"{p}: {e}") from None
-    except RecursionError:
-        raise ConfigError(f"{p}: invalid YAML: nested too deeply") from None
-    except ValueError as e:  # a value YAML cannot build, e.g. an int of more than 4300 digits
-        raise ConfigError(f"{p}: invalid YAML: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise ConfigError(f"{p}: invalid YAML{where}: {problem}") from None
-    if data is None:
-        raise ConfigError(f"{p}: the file is empty; expected a mapping of sections (model, loss, training, data, ...)")
-    if not isinstance(data, dict):
-        raise ConfigError(f"{p}: expected a mapping of sections at the top level, got a {type(data).__name__}")
-    _check_size(data, p)
-    return data
-
-
-def _check_size(data: Any, where: Any) -> None:
-    """Refuse a document with more than MAX_VALUES values once aliases are expanded: a few
-    lines of anchors can stand for billions of values, which copying the config would build."""
-    todo, n = [data], 0
-    while todo:
-        node = todo.pop()
-        n += 1
-        if n > MAX_VALUES:
-            raise ConfigError(f"{where}: more than {MAX_VALUES} values once YAML aliases are expanded; "
-                              "a config needs no anchors/aliases at that scale")
-        if isinstance(node, dict):
-            todo.extend(node.values())
-        elif isinstance(node, list):
-            todo.extend(node)
+    """Read a config file safely (trainer.safe_yaml); errors are ConfigErrors naming the file."""
+    return read_yaml_mapping(path, ConfigError, "a mapping of sections (model, loss, training, data, ...)")
 
 
 # --- validation --------------------------------------------------------------------------
@@ -430,7 +346,10 @@ def parse_override(item: str) -> tuple[list[str], Any]:
         value = yaml.safe_load(raw) if raw.strip() else None
     except (yaml.YAMLError, RecursionError):
         raise ConfigError(f"--set {key.strip()}: cannot parse the value {_show(raw)}") from None
-    _check_size(value, f"--set {key.strip()}")
+    try:
+        check_size(value)
+    except ValueError as e:
+        raise ConfigError(f"--set {key}: {e}") from None
     return key.split("."), value
 
 

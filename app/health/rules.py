@@ -18,6 +18,8 @@ from typing import Any, Mapping
 
 import yaml
 
+from trainer.safe_yaml import read_yaml_mapping
+
 from app.health.schema import SECTIONS, TOP_KEYS, Preset, Rules, section_fields
 from app.health.validate import Layer, RulesError, check_layer
 
@@ -29,44 +31,9 @@ DEFAULT_RULES_PATH = Path(__file__).with_name("default_rules.yaml")
 # --- YAML --------------------------------------------------------------------------------
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate keys instead of keeping the last one."""
-
-
-def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
-    seen = set()
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=deep)
-        if key in seen:
-            raise RulesError(f"duplicate key '{key}' (line {key_node.start_mark.line + 1})")
-        seen.add(key)
-    return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
-
-
-_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
-
-
 def _read_yaml(path: Path) -> dict:
-    try:
-        text = path.read_bytes().decode("utf-8")
-    except OSError as e:
-        raise RulesError(f"{path}: cannot read the rules file: {e.strerror or e}") from None
-    except UnicodeDecodeError as e:
-        raise RulesError(f"{path}: not UTF-8 text (byte {e.start}); save the file as UTF-8") from None
-    try:
-        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
-    except RulesError as e:
-        raise RulesError(f"{path}: {e}") from None
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise RulesError(f"{path}: invalid YAML{where}: {problem}") from None
-    if data is None:
-        raise RulesError(f"{path}: the file is empty; expected a mapping with keys {', '.join(TOP_KEYS)}")
-    if not isinstance(data, dict):
-        raise RulesError(f"{path}: expected a mapping at the top level, got a {type(data).__name__}")
-    return data
+    """The rules file, read like a run config (trainer.safe_yaml), errors as RulesError."""
+    return read_yaml_mapping(path, RulesError, f"a mapping with keys {', '.join(TOP_KEYS)}")
 
 
 def _merge(base: dict, top: dict) -> dict:
