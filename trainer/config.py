@@ -18,7 +18,7 @@ from typing import Any, Callable, Mapping, Sequence
 import yaml
 
 from trainer.data.classes import NUM_CLASSES
-from trainer.safe_yaml import MAX_SHOWN, check_size, read_yaml_mapping
+from trainer.safe_yaml import check_size, read_yaml_mapping
 from trainer.safe_yaml import show as _show
 from trainer.safe_yaml import show_key as _key
 

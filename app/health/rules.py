@@ -16,7 +16,6 @@ import difflib
 from pathlib import Path
 from typing import Any, Mapping
 
-import yaml
 
 from trainer.safe_yaml import read_yaml_mapping
 

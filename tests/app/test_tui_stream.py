@@ -6,11 +6,9 @@ import json
 import os
 import signal
 import sys
-import threading
 import time
 from pathlib import Path
 
-import pytest
 from fake_trainer import FakeTrainer, canned_epoch
 from tui_helpers import make_app, pane_text, wait_for
 

@@ -10,7 +10,6 @@ from typing import Callable
 from app.health import load_rules
 from app.runlib import Run
 from app.tui.app import SegwatchApp
-from app.tui.widgets.run_pane import RunPane
 
 
 def make_app(run_dirs: list[Path], interval: float = 0.1, rules=None) -> SegwatchApp:

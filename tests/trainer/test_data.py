@@ -14,7 +14,7 @@ from PIL import Image
 
 from trainer.data import (
     CLASS_NAMES, FLIP_PERM, IGNORE_INDEX, NUM_CLASSES, SMALL_CLASSES, Augment,
-    CelebAMaskHQDataset, DataError, MiniChallengeDataset, SegDataset, SyntheticFaces,
+    CelebAMaskHQDataset, DataError, MiniChallengeDataset, SyntheticFaces,
     build_datasets, class_frequencies, class_weights_from_frequencies, measure_class_shares,
     to_tensor,
 )
