@@ -18,9 +18,11 @@ Timing: ``torch.cuda.synchronize()`` before and after ``--steps`` steps, after w
 (compile happens there). Reported: images/s and the ratio to ``bare``.
 
 Part B, the whole trainer with its data pipeline: ``Trainer.train_epoch`` (DataLoader with
-``--workers`` worker processes, pinned memory, augmentation on the CPU) over 256 synthetic
-faces (generated once by a process pool and cached before the workers fork), compile off:
-images/s from the step events and the trainer's own ``data_wait`` fraction.
+``--workers`` worker processes, pinned memory, augmentation on the CPU) over 256 synthetic faces,
+compile off, three epochs: images/s from the step events and the trainer's own ``data_wait``.
+Twice: as ``python -m trainer`` runs it (``prefill=False``: each worker generates the samples it
+serves and its cache dies with it at each epoch's end), and with the samples generated once by a
+process pool and cached before the workers fork (``prefill=True``).
 """
 
 from __future__ import annotations
@@ -140,12 +142,14 @@ def part_a(device, tmp: Path, *, size: int, batch: int, steps: int, warmup: int,
             "peak_mem_gib": round(torch.cuda.max_memory_allocated(device) / 2**30, 2) if device.type == "cuda" else None}
 
 
-def part_b(device, tmp: Path, *, size: int, batch: int, workers: int, amp: str, channels_last: str, n_train: int) -> dict:
-    tr = _trainer(tmp / "b", device, size=size, batch=batch, n_train=n_train, workers=workers, compile_=False,
-                  amp=amp, channels_last=channels_last)
+def part_b(device, tmp: Path, *, size: int, batch: int, workers: int, amp: str, channels_last: str, n_train: int,
+           prefill: bool) -> dict:
+    tr = _trainer(tmp / f"b{int(prefill)}", device, size=size, batch=batch, n_train=n_train, workers=workers,
+                  compile_=False, amp=amp, channels_last=channels_last)
     t0 = time.perf_counter()
-    _prefill(tr.c.train_ds.source, max(1, workers))
-    _prefill(tr.c.val_ds.source, max(1, workers))
+    if prefill:
+        _prefill(tr.c.train_ds.source, max(1, workers))
+        _prefill(tr.c.val_ds.source, max(1, workers))
     gen_s = time.perf_counter() - t0
     out = []
     for epoch in (1, 2, 3):
@@ -191,8 +195,12 @@ def main() -> None:
                                                           warmup=a.warmup, compile_=comp, amp=amp, channels_last=cl,
                                                           workers=a.workers)
             print(json.dumps({f"compile={comp}": res["model_step"][f"compile={comp}"]}), flush=True)
-        res["trainer_with_data"] = part_b(device, tmp, size=a.size, batch=a.batch, workers=a.workers, amp=amp,
-                                          channels_last=cl, n_train=a.n_train)
+        # as `python -m trainer` runs it (with workers, each worker process generates the synthetic
+        # samples it serves, and its cache dies with it at the end of the epoch), then with the
+        # samples generated once and cached before the workers fork
+        res["trainer_with_data"] = {
+            f"prefill={pf}": part_b(device, tmp, size=a.size, batch=a.batch, workers=a.workers, amp=amp,
+                                    channels_last=cl, n_train=a.n_train, prefill=pf) for pf in (False, True)}
         print(json.dumps({"trainer_with_data": res["trainer_with_data"]}), flush=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -161,15 +161,22 @@ def block(trainer, batches, n: int, variant: str, loggers: Loggers, step0: int) 
     return wall, tree_cpu_rss(os.getpid())[0] - c0
 
 
-def micro(fn, n: int, reps: int = 7) -> dict:
-    """Per-call time of ``fn`` in microseconds: ``reps`` batches of ``n`` calls, median and spread."""
+def micro(fn, n: int, reps: int = 7, settle=None) -> dict:
+    """Per-call time of ``fn`` in microseconds: ``reps`` batches of ``n`` calls, median and spread;
+    plus ``tree_cpu_us``: CPU time of this process and its children per call, after ``settle()``
+    (W&B's service process and TensorBoard's writer thread do part of the work later)."""
     per = []
+    c0 = tree_cpu_rss(os.getpid())[0]
     for _ in range(reps):
         t0 = time.perf_counter()
         for _ in range(n):
             fn()
         per.append((time.perf_counter() - t0) / n * 1e6)
-    return summary(per)
+    if settle:
+        settle()
+    out = summary(per)
+    out["tree_cpu_us"] = (tree_cpu_rss(os.getpid())[0] - c0) / (reps * n) * 1e6
+    return out
 
 
 def run(rounds: int = 30, block_steps: int = 10, quick: bool = False, image_size: int = 64, width: int = 16,
@@ -221,7 +228,8 @@ def run(rounds: int = 30, block_steps: int = 10, quick: bool = False, image_size
         if loggers.wandb_run is not None:
             wr = loggers.wandb_run
             micro_res["wandb_log_us"] = micro(lambda: wr.log({"loss": loss.item(), "lr": 1e-3, "gamma": 2.0,
-                                                              "samples_per_s": 123.45, "data_wait": 0.0123}), n // 4)
+                                                              "samples_per_s": 123.45, "data_wait": 0.0123}), n // 4,
+                                              settle=lambda: time.sleep(3.0))
         if loggers.tb is not None:
             w = loggers.tb
             ctr = [0]
@@ -230,8 +238,14 @@ def run(rounds: int = 30, block_steps: int = 10, quick: bool = False, image_size
                 ctr[0] += 1
                 for k in ("loss", "lr", "gamma", "samples_per_s", "data_wait"):
                     w.add_scalar(k, 0.5, ctr[0])
-            micro_res["tensorboard_5_scalars_us"] = micro(tb5, n // 4)
+            micro_res["tensorboard_5_scalars_us"] = micro(tb5, n // 4, settle=w.flush)
         per_step_us = cpoint["median"] + emit["median"] / log_every
+        # the same arithmetic for a fast (GPU-like) 20 ms step, from each logger's CPU per call
+        fast = {"segwatch": (cpoint["tree_cpu_us"] + emit["tree_cpu_us"] / log_every) / 20e3}
+        if "wandb_log_us" in micro_res:
+            fast["wandb"] = micro_res["wandb_log_us"]["tree_cpu_us"] / log_every / 20e3
+        if "tensorboard_5_scalars_us" in micro_res:
+            fast["tensorboard"] = micro_res["tensorboard_5_scalars_us"]["tree_cpu_us"] / log_every / 20e3
         loggers.close()
         return {
             "setup": {"image_size": image_size, "width": width, "batch": batch, "log_every": log_every,
@@ -246,6 +260,7 @@ def run(rounds: int = 30, block_steps: int = 10, quick: bool = False, image_size
             "micro": micro_res,
             "segwatch_per_step_us": per_step_us,
             "segwatch_overhead_fraction_computed": per_step_us / 1e6 / step_s,
+            "computed_overhead_at_20ms_step": fast,
         }
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -275,9 +290,9 @@ def main() -> None:
     print(f"step {res['step_ms_none_median']:.1f} ms; emit {m['emit_step_us']['median']:.1f} us, "
           f"poll {m['control_reader_poll_us']['median']:.1f} us, control_point {m['control_point_us']['median']:.1f} us"
           f" -> {res['segwatch_per_step_us']:.1f} us/step = {res['segwatch_overhead_fraction_computed'] * 100:.3f} %")
-    for k in ("wandb_log_us", "tensorboard_5_scalars_us"):
-        if k in m:
-            print(f"{k}: {m[k]['median']:.1f} us")
+    for k in m:
+        print(f"{k}: {m[k]['median']:.1f} us per call in the caller, {m[k]['tree_cpu_us']:.1f} us CPU in all")
+    print("computed overhead at a 20 ms step:", {k: f"{v * 100:.3f} %" for k, v in res["computed_overhead_at_20ms_step"].items()})
 
 
 if __name__ == "__main__":

@@ -80,6 +80,9 @@ def collect(out: Path) -> dict:
                 res.setdefault("throughput", {})[p.stem.split("-")[-1]] = load(p)
         elif name == "tui_load":
             for p in sorted(out.glob("tui_load*.json")):
+                if "compare" in p.stem:
+                    res.setdefault("tui_load_compare", load(p)["load"])
+                    continue
                 res.setdefault("tui_load", {}).update(load(p))
         else:
             p = out / f"{name}.json"

@@ -14,8 +14,10 @@ batches per epoch, ``training.num_workers=--workers``), in one process. Alternat
 - ``bare``: ``for x, y in loader: opt.zero_grad(); loss_fn(model(x), y).backward(); opt.step()``
   over the same loader, timed over the same steps.
 
-Reported: samples/s of each, the per-round ratio segwatch/bare (median, spread), and the
-trainer's own ``data_wait`` (fraction of step time spent waiting for the loader).
+Reported: samples/s of each, the per-round ratio segwatch/bare (median, spread), the same per
+CPU second of the training thread (``time.thread_time`` at each step: robust to other processes
+taking the cores, which the wall-clock ratio is not on a shared box), and the trainer's own
+``data_wait`` (fraction of step time spent waiting for the loader).
 """
 
 from __future__ import annotations
@@ -65,15 +67,29 @@ def _steps_of_epoch(events_path: Path, epoch: int) -> list[dict]:
 
 
 def segwatch_epoch(tr, epoch: int) -> dict:
+    ev = tr.c.events
+    cpu_marks: list[float] = []
+    emit = ev.emit
+
+    def timed_emit(type_, **fields):  # the CPU clock of this thread at each step event
+        if type_ == "step":
+            cpu_marks.append(time.thread_time())
+        return emit(type_, **fields)
+
+    ev.emit = timed_emit
     t0 = time.perf_counter()
-    tr.train_epoch(epoch)
+    try:
+        tr.train_epoch(epoch)
+    finally:
+        del ev.emit
     total = time.perf_counter() - t0
     steps = _steps_of_epoch(tr.c.run_dir / "events.jsonl", epoch)
     bs = tr.cfg.training.batch_size
     span = steps[-1]["t"] - steps[0]["t"]
     n = len(steps) - 1
     train_time = span * len(steps) / max(n, 1)
-    return {"samples_per_s": n * bs / span, "data_wait": statistics.fmean(s["data_wait"] for s in steps[1:]),
+    return {"samples_per_s": n * bs / span, "samples_per_cpu_s": n * bs / (cpu_marks[-1] - cpu_marks[0]),
+            "data_wait": statistics.fmean(s["data_wait"] for s in steps[1:]),
             "epoch_s": total, "val_and_checkpoint_s": max(0.0, total - train_time)}
 
 
@@ -82,7 +98,7 @@ def bare_epoch(tr, epoch: int) -> dict:
     model, opt, loss_fn = c.model, c.optimizer, c.loss_fn
     model.train()
     loader = c.train_loader(epoch, 0)
-    marks, waits = [], []
+    marks, waits, cpu = [], [], []
     t_wait = time.perf_counter()
     for x, y in loader:
         waits.append(time.perf_counter() - t_wait)
@@ -91,10 +107,13 @@ def bare_epoch(tr, epoch: int) -> dict:
         loss.backward()
         opt.step()
         marks.append(time.perf_counter())
+        cpu.append(time.thread_time())
         t_wait = time.perf_counter()
     n = len(marks) - 1
     span = marks[-1] - marks[0]
-    return {"samples_per_s": n * c.cfg.training.batch_size / span, "data_wait": sum(waits[1:]) / span}
+    bs = c.cfg.training.batch_size
+    return {"samples_per_s": n * bs / span, "samples_per_cpu_s": n * bs / (cpu[-1] - cpu[0]),
+            "data_wait": sum(waits[1:]) / span}
 
 
 def run(rounds: int = 6, steps: int = 8, workers: int = 0, threads: int = 1, quick: bool = False,
@@ -113,7 +132,7 @@ def run(rounds: int = 6, steps: int = 8, workers: int = 0, threads: int = 1, qui
         epoch += 1
         bare_epoch(tr, epoch)
         epoch += 1
-        seg, bare, ratios = [], [], []
+        seg, bare, ratios, cpu_ratios = [], [], [], []
         for r in range(rounds):
             order = ("segwatch", "bare") if r % 2 == 0 else ("bare", "segwatch")
             got = {}
@@ -123,12 +142,16 @@ def run(rounds: int = 6, steps: int = 8, workers: int = 0, threads: int = 1, qui
             seg.append(got["segwatch"])
             bare.append(got["bare"])
             ratios.append(got["segwatch"]["samples_per_s"] / got["bare"]["samples_per_s"])
+            cpu_ratios.append(got["segwatch"]["samples_per_cpu_s"] / got["bare"]["samples_per_cpu_s"])
         return {
             "setup": {"image_size": image_size, "batch": batch, "steps_per_epoch": steps, "num_workers": workers,
                       "torch_threads": torch.get_num_threads(), "params": tr.c.params, "rounds": rounds},
             "segwatch_samples_per_s": summary(x["samples_per_s"] for x in seg),
             "bare_samples_per_s": summary(x["samples_per_s"] for x in bare),
             "ratio_segwatch_to_bare": summary(ratios),
+            "cpu_ratio_segwatch_to_bare": summary(cpu_ratios),
+            "segwatch_samples_per_cpu_s": summary(x["samples_per_cpu_s"] for x in seg),
+            "bare_samples_per_cpu_s": summary(x["samples_per_cpu_s"] for x in bare),
             "segwatch_data_wait": summary(x["data_wait"] for x in seg),
             "bare_data_wait": summary(x["data_wait"] for x in bare),
             "segwatch_val_and_checkpoint_s": summary(x["val_and_checkpoint_s"] for x in seg),
@@ -151,6 +174,7 @@ def main() -> None:
     r, w = res["ratio_segwatch_to_bare"], res["segwatch_data_wait"]
     print(f"workers={a.workers}: segwatch {res['segwatch_samples_per_s']['median']:.1f} samples/s, bare "
           f"{res['bare_samples_per_s']['median']:.1f}; ratio median {r['median']:.3f} (p5 {r['p5']:.3f}, p95 {r['p95']:.3f}); "
+          f"per CPU second ratio {res['cpu_ratio_segwatch_to_bare']['median']:.3f}; "
           f"data wait {w['median'] * 100:.1f}% (bare loop {res['bare_data_wait']['median'] * 100:.1f}%)")
 
 

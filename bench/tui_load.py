@@ -2,7 +2,7 @@
 
     python bench/tui_load.py [--seconds 60] [--attach-events 1000000] [--no-leet] [--quick] [--out DIR]
 
-Load: two fake trainers (tests/app/fake_trainer.py as processes, ``--step-delay 0.05``: 20 step
+Load: two fake trainers (tests/app/fake_trainer.py as processes, ``--step-delay 0.04``: about 20 step
 events per second each, an epoch event every 200 steps) and ``segwatch attach A B`` (the real
 command, default 0.25 s polling) on a 160x50 pseudo-terminal whose output is drained. After a
 warm-up, the CPU time (user + system, all threads and children, from /proc) and the RSS of the
@@ -75,7 +75,7 @@ def _count(path: Path, kind: bytes) -> int:
         return 0
 
 
-def load(seconds: float = 60, warmup: float = 8, leet: bool = True) -> dict:
+def load(seconds: float = 60, warmup: float = 8, leet: bool = True, compare_tree: str | None = None) -> dict:
     tmp = Path(tempfile.mkdtemp(prefix="segwatch-bench-load-"))
     procs: list = []
     ptys: list[PtyProcess] = []
@@ -83,12 +83,16 @@ def load(seconds: float = 60, warmup: float = 8, leet: bool = True) -> dict:
         runs = [tmp / "run-a", tmp / "run-b"]
         for d in runs:
             procs.append(subprocess.Popen([sys.executable, str(FAKE), str(d), "--epochs", "100000",
-                                           "--steps-per-epoch", "200", "--step-delay", "0.05"],
+                                           "--steps-per-epoch", "200", "--step-delay", "0.04"],
                                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         time.sleep(1.0)
         sw = PtyProcess([sys.executable, "-m", "app", "attach", *map(str, runs), "--no-gpu"], cwd=ROOT)
         ptys.append(sw)
         pids = {"segwatch": sw.pid}
+        if compare_tree:  # the same command from another source tree, watching the same runs at the same time
+            other = PtyProcess([sys.executable, "-m", "app", "attach", *map(str, runs), "--no-gpu"], cwd=compare_tree)
+            ptys.append(other)
+            pids["segwatch_compare_tree"] = other.pid
         leet_exe = _leet_available() if leet else None
         if leet_exe:
             wdir = tmp / "wandb-runs"
@@ -107,6 +111,7 @@ def load(seconds: float = 60, warmup: float = 8, leet: bool = True) -> dict:
         alive = {k: p.proc.poll() is None for k, p in zip(pids, ptys)}
         rates = [round((b - a) / res["segwatch"]["window_s"], 1) for a, b in zip(n0, n1)]
         return {"seconds": seconds, "step_events_per_s_per_run": rates, "alive_at_end": alive,
+                "compare_tree": compare_tree,
                 "tty_bytes_out": {k: p.bytes_out for k, p in zip(pids, ptys)}, **res,
                 "wandb_leet": res.get("wandb_leet") or ("not run (--no-leet)" if not leet else "wandb leet not available")}
     finally:
@@ -158,12 +163,12 @@ def _attach_child(run_dir: str, last_epoch: int) -> None:
     async def go() -> dict:
         app = SegwatchApp([Run(run_dir)], [load_rules()], interval=0.25, gpu=False)
         async with app.run_test(size=(160, 50)) as pilot:
-            numbers = app.panes[0].parts[0]
+            header = app.panes[0].parts[0]
             deadline = time.perf_counter() + 600
             want = f"epoch {last_epoch}/"
             while True:
                 v = app.views.get(0)
-                if v is not None and v.epoch == last_epoch and want in numbers.render().plain:
+                if v is not None and v.epoch == last_epoch and want in header.render().plain:
                     break
                 if time.perf_counter() > deadline:
                     raise RuntimeError("attach did not finish within 600 s")
@@ -173,7 +178,9 @@ def _attach_child(run_dir: str, last_epoch: int) -> None:
                     "step_points_kept": len(v.loss_steps[0]), "epochs": v.epoch}
 
     out = asyncio.run(go())
-    out["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / MB, 1)
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    out["peak_rss_mb"] = round(ru.ru_maxrss * 1024 / MB, 1)
+    out["cpu_s"] = round(ru.ru_utime + ru.ru_stime, 2)  # all threads: on an idle core, about the wall time
     print(json.dumps(out))
 
 
@@ -208,17 +215,19 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=60)
     p.add_argument("--attach-events", type=int, default=1_000_000)
     p.add_argument("--no-leet", action="store_true")
+    p.add_argument("--compare-tree", help="also run `segwatch attach` from this source tree, side by side (before/after)")
     p.add_argument("--only", choices=("load", "attach"))
     p.add_argument("--quick", action="store_true")
     p.add_argument("--out", default=str(ROOT / "bench" / "out"))
     a = p.parse_args()
     if a.only == "load":
-        res = {"load": load(a.seconds, leet=not a.no_leet)}
+        res = {"load": load(a.seconds, leet=not a.no_leet, compare_tree=a.compare_tree)}
     elif a.only == "attach":
         res = {"attach": attach(a.attach_events)}
     else:
         res = run(a.seconds, a.attach_events, not a.no_leet, a.quick)
-    write_json(Path(a.out) / f"tui_load{'-' + a.only if a.only else ''}.json", {"machine": machine_info(), **res})
+    name = f"tui_load{'-' + a.only if a.only else ''}{'-compare' if a.compare_tree else ''}.json"
+    write_json(Path(a.out) / name, {"machine": machine_info(), **res})
     print(json.dumps(res, indent=1))
 
 

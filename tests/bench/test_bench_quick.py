@@ -79,4 +79,4 @@ def test_gpu_script_smoke_on_cpu(tmp_path):
     d = json.loads((tmp_path / "gpu_throughput-smoke.json").read_text())
     a = d["model_step"]["compile=False"]
     assert set(a["images_per_s"]) == {"bare", "bare+sync", "segwatch"} and all(num(v) for v in a["images_per_s"].values())
-    assert len(d["trainer_with_data"]["epochs"]) == 3
+    assert all(len(d["trainer_with_data"][k]["epochs"]) == 3 for k in ("prefill=False", "prefill=True"))
