@@ -109,9 +109,26 @@ def run_config(name: str, epochs: int, out: Path, extra: list[str], threads: int
         "val_f_last": last["val_f"], "val_f_best": best["val_f"], "best_epoch": best["epoch"],
         "pooled_f_last": last["pooled_f"], "small_f_last": small_last,
         "per_class_f_last": dict(zip(CLASS_NAMES, last["per_class_f"])),
+        **step_figures(run_dir),
         "val_f_curve": [round(e["val_f"], 4) for e in epochs_ev],
         "train_loss_curve": [round(e["train_loss"], 4) for e in epochs_ev],
     }
+
+
+def step_figures(run_dir: Path) -> dict:
+    """From the step events: training throughput and the data-wait fraction (medians over epochs
+    2..N; epoch 1 also generates the synthetic samples), and the split of an epoch's time."""
+    evs = [json.loads(x) for x in (Path(run_dir) / "events.jsonl").read_text().splitlines() if x.strip()]
+    start = next(e for e in evs if e["type"] == "start")
+    steps = [e for e in evs if e["type"] == "step" and e["epoch"] >= 2]
+    epochs = {e["epoch"]: e for e in evs if e["type"] == "epoch" and e["epoch"] >= 2}
+    if not steps or not epochs:
+        return {}
+    sps = statistics.median(e["samples_per_s"] for e in steps)
+    train_s = start["steps_per_epoch"] * start["batch_size"] / sps
+    ep = statistics.median(e["epoch_time"] for e in epochs.values())
+    return {"train_samples_per_s_median": round(sps, 2), "data_wait_median": statistics.median(e["data_wait"] for e in steps),
+            "train_s_per_epoch_est": round(train_s, 1), "val_and_checkpoint_s_per_epoch_est": round(max(0.0, ep - train_s), 1)}
 
 
 def run(epochs: int = 20, configs=CONFIGS, out: Path | None = None, quick: bool = False, threads: int = 0) -> dict:
@@ -141,7 +158,17 @@ def main() -> None:
     p.add_argument("--out", default=str(ROOT / "bench" / "out" / "quality"))
     p.add_argument("--threads", type=int, default=0, help="OMP_NUM_THREADS for the trainers (0: torch's default)")
     p.add_argument("--quick", action="store_true")
+    p.add_argument("--summarize", action="store_true",
+                   help="only re-read the run directories under --out and add the step-event figures to its JSON")
     a = p.parse_args()
+    if a.summarize:
+        for f in Path(a.out).glob("quality-*.json"):
+            d = json.loads(f.read_text())
+            for row in d.get("runs", []):
+                row.update(step_figures(Path(a.out) / row["config"]))
+            write_json(f, d)
+            print(f, [(r["config"], r.get("data_wait_median"), r.get("train_s_per_epoch_est")) for r in d["runs"]])
+        return
     configs = [c for c in a.configs.split(",") if c]
     res = run(a.epochs, configs, Path(a.out), a.quick, a.threads)
     write_json(Path(a.out) / f"quality-{'-'.join(configs)}.json", {"machine": machine_info(), **res})

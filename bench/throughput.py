@@ -116,6 +116,46 @@ def bare_epoch(tr, epoch: int) -> dict:
             "data_wait": sum(waits[1:]) / span}
 
 
+def step_parts(tr, reps: int = 6) -> dict:
+    """CPU ms (this thread) of each part of one training step on one batch, median of ``reps``:
+    where a segwatch step spends more than the bare loop (the mechanism behind the ratio)."""
+    import torch
+
+    from trainer.metrics import FScoreMeter
+
+    c = tr.c
+    x, y = next(iter(c.train_loader(1, 0)))
+    model, opt = c.model, c.optimizer
+    parts: dict[str, list[float]] = {k: [] for k in ("forward+loss", "backward", "optimizer", "clip_grad_norm",
+                                                      "finite_check", "argmax(1)", "max(1).indices", "meter.update")}
+    for r in range(reps + 1):
+        t = [time.thread_time()]
+        logits = model(x)
+        loss, _ = c.loss_fn(logits, y)
+        t.append(time.thread_time())
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        t.append(time.thread_time())
+        g = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        t.append(time.thread_time())
+        bool(torch.isfinite(loss.detach()).item() and torch.isfinite(g).item())
+        t.append(time.thread_time())
+        opt.step()
+        t.append(time.thread_time())
+        logits.detach().argmax(1)
+        t.append(time.thread_time())
+        pred = logits.detach().max(1).indices
+        t.append(time.thread_time())
+        FScoreMeter().update(pred, y)
+        t.append(time.thread_time())
+        if r:  # the first is a warm-up
+            d = dict(zip(("forward+loss", "backward", "clip_grad_norm", "finite_check", "optimizer", "argmax(1)",
+                          "max(1).indices", "meter.update"), (b - a for a, b in zip(t, t[1:]))))
+            for k, v in d.items():
+                parts[k].append(v * 1000)
+    return {k: round(statistics.median(v), 2) for k, v in parts.items()}
+
+
 def run(rounds: int = 6, steps: int = 8, workers: int = 0, threads: int = 1, quick: bool = False,
         image_size: int = 128, batch: int = 16, width: int = 32) -> dict:
     import torch
@@ -132,6 +172,7 @@ def run(rounds: int = 6, steps: int = 8, workers: int = 0, threads: int = 1, qui
         epoch += 1
         bare_epoch(tr, epoch)
         epoch += 1
+        parts = step_parts(tr, 2 if quick else 6)
         seg, bare, ratios, cpu_ratios = [], [], [], []
         for r in range(rounds):
             order = ("segwatch", "bare") if r % 2 == 0 else ("bare", "segwatch")
@@ -155,6 +196,7 @@ def run(rounds: int = 6, steps: int = 8, workers: int = 0, threads: int = 1, qui
             "segwatch_data_wait": summary(x["data_wait"] for x in seg),
             "bare_data_wait": summary(x["data_wait"] for x in bare),
             "segwatch_val_and_checkpoint_s": summary(x["val_and_checkpoint_s"] for x in seg),
+            "step_parts_cpu_ms": parts,
         }
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
