@@ -211,7 +211,7 @@ REAL = ["empty file", "yaml list", "non-utf8", "duplicate key", "misspelt key", 
         "negative", "key that is a list", "nested too deep", "alias bomb", "python tag", "name with a NUL byte"]
 
 
-@pytest.mark.parametrize("case", [c for c in TABLE if c[0] in REAL], ids=[r.replace(" ", "_") for r in REAL])
+@pytest.mark.parametrize("case", [c for c in TABLE if c[0] in REAL], ids=[c[0].replace(" ", "_") for c in TABLE if c[0] in REAL])
 def test_table_as_real_processes(tmp_path, case):
     """`python -m trainer` and `segwatch run`: exit 2, one line naming the key, nothing created."""
     path = _materialise(case, tmp_path)
