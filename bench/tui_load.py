@@ -2,8 +2,8 @@
 
     python bench/tui_load.py [--seconds 60] [--attach-events 1000000] [--no-leet] [--quick] [--out DIR]
 
-Load: two fake trainers (tests/app/fake_trainer.py as processes, ``--step-delay 0.04``: about 20 step
-events per second each, an epoch event every 200 steps) and ``segwatch attach A B`` (the real
+Load: two fake trainers (tests/app/fake_trainer.py as processes, paced by bench/_paced_fake.py: 20
+step events per second each, an epoch event every 200 steps) and ``segwatch attach A B`` (the real
 command, default 0.25 s polling) on a 160x50 pseudo-terminal whose output is drained. After a
 warm-up, the CPU time (user + system, all threads and children, from /proc) and the RSS of the
 segwatch process are sampled for ``--seconds``. Where ``wandb leet`` exists, at the same time and
@@ -53,10 +53,18 @@ def _sample(pids: dict[str, int], seconds: float) -> dict:
     c0 = {k: tree_cpu_rss(p)[0] for k, p in pids.items()}
     t0 = time.monotonic()
     rss: dict[str, list[int]] = {k: [] for k in pids}
+    windows: dict[str, list[float]] = {k: [] for k in pids}  # CPU % in each 10 s window
+    last = dict(c0)
+    tick = 0
     while time.monotonic() - t0 < seconds:
         time.sleep(1.0)
+        tick += 1
         for k, p in pids.items():
-            rss[k].append(tree_cpu_rss(p)[1])
+            cpu, r = tree_cpu_rss(p)
+            rss[k].append(r)
+            if tick % 10 == 0:
+                windows[k].append(round((cpu - last[k]) / 10.0 * 100, 2))
+                last[k] = cpu
     dt = time.monotonic() - t0
     out = {}
     for k, p in pids.items():
@@ -64,7 +72,8 @@ def _sample(pids: dict[str, int], seconds: float) -> dict:
         r = rss[k] or [0]
         out[k] = {"cpu_pct_one_core": round(cpu / dt * 100, 2), "cpu_s": round(cpu, 2), "window_s": round(dt, 1),
                   "rss_mb_mean": round(sum(r) / len(r) / MB, 1), "rss_mb_max": round(max(r) / MB, 1),
-                  "peak_rss_mb_main": round((peak_rss(p) or 0) / MB, 1)}
+                  "peak_rss_mb_main": round((peak_rss(p) or 0) / MB, 1),
+                  "cpu_pct_10s_windows": windows[k]}
     return out
 
 
@@ -82,8 +91,8 @@ def load(seconds: float = 60, warmup: float = 8, leet: bool = True, compare_tree
     try:
         runs = [tmp / "run-a", tmp / "run-b"]
         for d in runs:
-            procs.append(subprocess.Popen([sys.executable, str(FAKE), str(d), "--epochs", "100000",
-                                           "--steps-per-epoch", "200", "--step-delay", "0.04"],
+            procs.append(subprocess.Popen([sys.executable, str(ROOT / "bench" / "_paced_fake.py"), str(d),
+                                           "--rate", "20", "--steps-per-epoch", "200"],
                                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         time.sleep(1.0)
         sw = PtyProcess([sys.executable, "-m", "app", "attach", *map(str, runs), "--no-gpu"], cwd=ROOT)

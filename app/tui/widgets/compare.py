@@ -31,6 +31,7 @@ class CompareBar(Widget):
         super().__init__(id=id)
         self.pair: tuple[RunView, RunView] | None = None
         self._key = None
+        self._shape: tuple | None = None
 
     def set_views(self, a: RunView | None, b: RunView | None) -> None:
         if a is None or b is None:
@@ -40,7 +41,11 @@ class CompareBar(Widget):
         if key == self._key:
             return
         self._key, self.pair = key, (a, b)
-        self.refresh(layout=True)
+        # a relayout repaints the whole screen: only when the bar's height may change
+        text = self.render().plain
+        shape = (text.count("\n"), max((len(x) > self.size.width for x in text.split("\n")), default=False))
+        self.refresh(layout=shape != self._shape)
+        self._shape = shape
 
     def render(self) -> Text:
         t = Text()
