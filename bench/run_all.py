@@ -118,9 +118,14 @@ def render(res: dict, machine: dict, command: str) -> str:
             L.append(f"| {v} | {_f(r['median'], '.4f')} ({_f(r['p5'], '.3f')}-{_f(r['p95'], '.3f')}) | "
                      f"{_f(c.get('median'), '.4f')} ({_f(c.get('p5'), '.3f')}-{_f(c.get('p95'), '.3f')}) | {_f(cm.get('median'), '.1f')} |")
         m = lo["micro"]
-        L += ["", "| per-call cost (microbenchmark) | median us |", "|---|---|"]
+        L += ["", "| per-call cost (microbenchmark) | median us in the caller | CPU us incl. background threads/processes |",
+              "|---|---|---|"]
         for k, v in m.items():
-            L.append(f"| {k.replace('_us', '')} | {_f(v['median'], '.1f')} |")
+            L.append(f"| {k.replace('_us', '')} | {_f(v['median'], '.1f')} | {_f(v.get('tree_cpu_us'), '.1f')} |")
+        fast = lo.get("computed_overhead_at_20ms_step") or {}
+        if fast:
+            L += ["", "Computed from those CPU costs, at a 20 ms step logging every 10 steps: " +
+                  ", ".join(f"{k} **{v * 100:.3f} %**" for k, v in fast.items()) + "."]
         L += ["", f"segwatch per step = control_point + emit / log_every = {lo['segwatch_per_step_us']:.1f} us = "
               f"**{lo['segwatch_overhead_fraction_computed'] * 100:.4f} %** of this {lo['step_ms_none_median']:.0f} ms step.", ""]
         if lo.get("missing"):
@@ -160,11 +165,19 @@ def render(res: dict, machine: dict, command: str) -> str:
                 elif v:
                     L.append(f"| {k.replace('_', ' ')} | {v} | | |")
             L.append("")
+        cmp_ = res.get("tui_load_compare")
+        if cmp_:
+            a_, b_ = cmp_.get("segwatch", {}), cmp_.get("segwatch_compare_tree", {})
+            L += [f"Side by side, this tree vs `{cmp_.get('compare_tree')}` (`python bench/tui_load.py --only load --no-leet "
+                  f"--compare-tree DIR`, both watching the same two runs at {cmp_['step_events_per_s_per_run']} events/s): "
+                  f"{a_.get('cpu_pct_one_core')} % vs {b_.get('cpu_pct_one_core')} % of one core; terminal output "
+                  f"{cmp_['tty_bytes_out'].get('segwatch', 0) / 1e6:.2f} MB vs "
+                  f"{cmp_['tty_bytes_out'].get('segwatch_compare_tree', 0) / 1e6:.2f} MB in {cmp_['seconds']} s.", ""]
         at = tld.get("attach")
         if at:
             L += [f"Attach to {at['events']:,} events ({at['file_mb']:.0f} MB): last epoch on screen after "
                   f"**{at['seconds_to_last_epoch_on_screen']:.1f} s**, peak RSS **{at['peak_rss_mb']:.0f} MB** "
-                  f"({at['step_points_kept']} plot points kept).", ""]
+                  f"({at['step_points_kept']} plot points kept), {at.get('cpu_s', '–')} CPU s.", ""]
     su = res.get("startup")
     if su:
         L += ["### 5. Start-up", "", "`python bench/startup.py`", "",
@@ -179,13 +192,20 @@ def render(res: dict, machine: dict, command: str) -> str:
               f"{su['torch_check']['torch_in_sys_modules']}.", ""]
     tp = res.get("throughput")
     if tp:
-        L += ["### 6. Trainer throughput (CPU)", "", "| num_workers | segwatch samples/s | bare loop samples/s | ratio median (p5-p95) | data wait (segwatch) | data wait (bare) |",
-              "|---|---|---|---|---|---|"]
+        L += ["### 6. Trainer throughput (CPU)", "", "`python bench/throughput.py` - default model (1.66 M parameters), 128 px, batch 16, "
+              "1 torch thread, 6 rounds of one epoch each, alternating.", "",
+              "| num_workers | segwatch samples/s | bare loop samples/s | ratio median (p5-p95) | ratio per CPU second, median (p5-p95) | data wait (segwatch) | data wait (bare) |",
+              "|---|---|---|---|---|---|---|"]
         for k, d in tp.items():
             r = d["ratio_segwatch_to_bare"]
             L.append(f"| {d['setup']['num_workers']} | {_f(d['segwatch_samples_per_s']['median'], '.1f')} | "
                      f"{_f(d['bare_samples_per_s']['median'], '.1f')} | {_f(r['median'], '.3f')} ({_f(r['p5'], '.3f')}-{_f(r['p95'], '.3f')}) | "
+                     f"{_f(d['cpu_ratio_segwatch_to_bare']['median'], '.3f')} ({_f(d['cpu_ratio_segwatch_to_bare']['p5'], '.3f')}-"
+                     f"{_f(d['cpu_ratio_segwatch_to_bare']['p95'], '.3f')}) | "
                      f"{_f(d['segwatch_data_wait']['median'] * 100, '.1f')} % | {_f(d['bare_data_wait']['median'] * 100, '.1f')} % |")
+        for k, d in tp.items():
+            if d.get("step_parts_cpu_ms"):
+                L += ["", f"CPU ms of each part of one step ({k}): " + ", ".join(f"{a} {b:.1f}" for a, b in d["step_parts_cpu_ms"].items())]
         L.append("")
     q = res.get("quality")
     if q:
