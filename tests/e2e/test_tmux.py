@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import signal
-import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import pytest
+
+import tmux_driver
+from tmux_driver import Tmux, require_tmux
 
 from app.runlib import Run
 
@@ -30,40 +30,8 @@ TINY = ["data.synthetic_train=16", "data.synthetic_val=8", "data.image_size=32",
 W, H = 220, 60
 
 
-class Tmux:
-    def __init__(self) -> None:
-        self.socket = f"segwatch-e2e-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-
-    def __call__(self, *args: str, check: bool = True) -> str:
-        p = subprocess.run(["tmux", "-L", self.socket, *args], capture_output=True, text=True, timeout=20)
-        if check and p.returncode != 0:
-            raise AssertionError(f"tmux {' '.join(args)}: {p.stderr}")
-        return p.stdout
-
-    def screen(self, target: str, escapes: bool = False) -> str:
-        return self("capture-pane", "-p", *(["-e"] if escapes else []), "-t", target)
-
-    def wait(self, target: str, pred, timeout: float, what: str) -> str:
-        deadline = time.monotonic() + timeout
-        text = ""
-        while time.monotonic() < deadline:
-            text = self.screen(target)
-            if pred(text):
-                return text
-            time.sleep(0.2)
-        raise AssertionError(f"timed out after {timeout}s waiting for {what}; screen:\n{text}")
-
-    def kill(self) -> None:
-        self("kill-server", check=False)
-
-
 def shell(cmd: list[str]) -> str:
-    env = f"cd {ROOT} && unset COLUMNS LINES && export PYTHONPATH={ROOT} TERM=xterm-256color COLORTERM=truecolor && "
-    return env + " ".join(_q(c) for c in cmd) + "; echo __EXIT__$?; sleep 600"
-
-
-def _q(s: str) -> str:
-    return "'" + s.replace("'", "'\\''") + "'"
+    return tmux_driver.shell(cmd, ROOT)
 
 
 def alive(run_dir: Path) -> bool:
@@ -85,9 +53,8 @@ def pid_alive(pid: int) -> bool:
 
 @pytest.fixture
 def tmux():
-    if not shutil.which("tmux"):
-        pytest.skip("tmux is not installed (the CI script .ci/run installs it)")
-    t = Tmux()
+    require_tmux("the end-to-end test needs a real terminal")
+    t = Tmux("segwatch-e2e")
     yield t
     t.kill()
 

@@ -5,16 +5,14 @@ pending command, and `segwatch attach` shows the whole history with the command 
 from __future__ import annotations
 
 import os
-import shutil
 import signal
-import subprocess
 import sys
-import time
-import uuid
 from pathlib import Path
 
 import pytest
+import tmux_driver
 from faults import ROOT, TINY, descendants, events, segwatch, wait_for
+from tmux_driver import Tmux, require_tmux
 
 from app.runlib import Run
 
@@ -22,42 +20,16 @@ pytestmark = pytest.mark.slow
 W, H = 200, 60
 
 
-class Tmux:
-    def __init__(self) -> None:
-        self.socket = f"segwatch-rel-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-
-    def __call__(self, *args: str) -> str:
-        p = subprocess.run(["tmux", "-L", self.socket, *args], capture_output=True, text=True, timeout=20)
-        assert p.returncode == 0, f"tmux {' '.join(args)}: {p.stderr}"
-        return p.stdout
-
-    def screen(self, target: str) -> str:
-        return self("capture-pane", "-p", "-t", target)
-
-    def wait(self, target: str, pred, timeout: float, what: str) -> str:
-        text = ""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            text = self.screen(target)
-            if pred(text):
-                return text
-            time.sleep(0.2)
-        raise AssertionError(f"timed out after {timeout}s waiting for {what}; screen:\n{text}")
-
-
 def shell(cmd: list[str]) -> str:
-    q = lambda s: "'" + s.replace("'", "'\\''") + "'"  # noqa: E731
-    return (f"cd {q(str(ROOT))} && unset COLUMNS LINES && export PYTHONPATH={q(str(ROOT))} TERM=xterm-256color "
-            f"OMP_NUM_THREADS=1 && " + " ".join(q(c) for c in cmd) + "; echo __EXIT__$?; sleep 600")
+    return tmux_driver.shell(cmd, ROOT, "OMP_NUM_THREADS=1")
 
 
 @pytest.fixture
 def tmux():
-    if not shutil.which("tmux"):
-        pytest.skip("tmux is not installed (the CI script .ci/run installs it); the SIGKILLed cockpit needs a terminal")
-    t = Tmux()
+    require_tmux("the SIGKILLed cockpit needs a terminal")
+    t = Tmux("segwatch-rel")
     yield t
-    subprocess.run(["tmux", "-L", t.socket, "kill-server"], capture_output=True)
+    t.kill()
 
 
 def alive(pid: int) -> bool:
