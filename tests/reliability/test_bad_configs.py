@@ -8,7 +8,6 @@ and as real processes (`python -m trainer`, `segwatch run`) for the table.
 from __future__ import annotations
 
 import dataclasses
-import math
 from pathlib import Path
 
 import pytest

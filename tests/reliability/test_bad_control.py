@@ -11,9 +11,7 @@ import json
 import math
 import multiprocessing
 import os
-import time
 from collections import Counter
-from pathlib import Path
 
 from faults import answers, events, popen_trainer, send, trainer_argv, wait_for
 from hypothesis import HealthCheck, given, settings

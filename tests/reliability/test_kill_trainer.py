@@ -15,7 +15,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 import torch
 from faults import CONFIGS, ROOT, TINY, answers, env, events, segwatch, wait_for
 

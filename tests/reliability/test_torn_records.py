@@ -5,13 +5,10 @@ monitor keeps running, skips and counts what it cannot read, and shows the count
 from __future__ import annotations
 
 import io
-import json
 import os
 import random
-import time
 from pathlib import Path
 
-import pytest
 from faults import events, popen_trainer, trainer_argv, wait_for
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
