@@ -76,7 +76,7 @@ SCALE_ALLOWED = "[lo, hi] with 0 < lo <= hi <= 4"
 @dataclass
 class ModelConfig:
     attention: str = field(default="lmsa", metadata=check(lambda v: v in ("none", "lmsa"), "none | lmsa"))
-    width: int = field(default=0, metadata=check(lambda v: v == 0 or 4 <= v <= 256, "0 (the model's default) or 4..256"))
+    width: int = field(default=0, metadata=check(lambda v: v == 0 or 8 <= v <= 256, "0 (the model's default) or 8..256"))
     max_params: int = field(default=PARAM_CAP, metadata=check(lambda v: 0 < v <= 10**10, "an integer in 1..10^10"))
 
 

@@ -108,3 +108,8 @@ def test_shortening_epochs_on_the_command_line_keeps_the_warmup_share():
     assert cfg.training.warmup_epochs == 10  # not shortened below the file's warmup: untouched
     with pytest.raises(ConfigError, match="training.warmup_epochs = 10: must be < training.epochs"):
         load_config(CONFIGS / "lmsa_aggressive.yaml", ["training.epochs=3", "training.warmup_epochs=10"])
+
+
+def test_model_width_below_what_the_model_builds_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match=r"model.width = 4: out of range; allowed: 0 \(the model's default\) or 8..256"):
+        load_config(write(tmp_path, "model:\n  width: 4\n"))
