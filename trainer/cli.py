@@ -50,7 +50,6 @@ def main(argv: list[str] | None = None) -> int:
             if args.config and not args.run_dir:  # every worker must agree on the run directory
                 from trainer.setup import new_run_dir
                 raw_argv += ["--run-dir", str(new_run_dir(Path(args.runs_dir), cfg.name))]
-                Path(raw_argv[-1]).rmdir()
             _relaunch_with_torchrun(nproc, raw_argv)
         return _run(args, cfg, raw_argv)
     except (ConfigError, DataError) as e:

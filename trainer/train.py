@@ -200,7 +200,7 @@ class Trainer:
         loss.backward()
         clip = self.live["grad_clip"]
         gnorm = torch.nn.utils.clip_grad_norm_(c.raw_model.parameters(), clip if clip > 0 else float("inf"))
-        ok = bool(torch.isfinite(loss.detach()).item() and torch.isfinite(gnorm).item())
+        ok = bool((torch.isfinite(loss.detach()) & torch.isfinite(gnorm)).item())  # the step's one host sync
         if ok:
             c.optimizer.step()
         else:

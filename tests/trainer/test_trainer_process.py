@@ -63,6 +63,28 @@ def events_of(run_dir: Path, type_: str) -> list[dict]:
     return [e for e in read_events(run_dir / "events.jsonl") if e["type"] == type_]
 
 
+def start_trainer(cmd: list[str], run: Path, timeout: float = 60.0) -> subprocess.Popen:
+    """Start a real trainer in the background and return once its first step event is written.
+
+    Its stderr goes to a file beside the run (a pipe nobody reads could fill and block it);
+    ``stderr_of(proc)`` reads it for failure messages."""
+    log = run.parent / f"{run.name}.stderr"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "w") as err:
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env(), stdout=subprocess.DEVNULL, stderr=err)
+    proc.stderr_log = log  # type: ignore[attr-defined]
+    try:
+        wait_for(lambda: (run / "events.jsonl").exists() and events_of(run, "step"), timeout, "the first step")
+    except AssertionError:
+        proc.kill()
+        proc.wait()
+        raise AssertionError(f"no step within {timeout}s; trainer stderr:\n{stderr_of(proc)}") from None
+    return proc
+
+
+def stderr_of(proc: subprocess.Popen) -> str:
+    return proc.stderr_log.read_text()[-3000:]  # type: ignore[attr-defined]
+
 def test_tiny_run_writes_the_whole_record(tmp_path):
     run = tmp_path / "r"
     p = run_trainer(trainer_cmd("lmsa_aggressive.yaml", run, "training.epochs=2"))
@@ -110,15 +132,13 @@ def test_missing_data_root_is_an_error_not_synthetic(tmp_path):
 
 def test_live_lr_set_is_acked_and_the_schedule_continues_from_the_new_base(tmp_path):
     run = tmp_path / "r"
-    proc = subprocess.Popen(trainer_cmd("lmsa_focal.yaml", run, "training.epochs=3", "debug.step_delay=0.05"),
-                            cwd=ROOT, env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = start_trainer(trainer_cmd("lmsa_focal.yaml", run, "training.epochs=3", "debug.step_delay=0.05"), run)
     try:
-        wait_for(lambda: events_of(run, "step") if (run / "events.jsonl").exists() else None, what="first step")
         cid = send(run, "set", values={"lr": 1e-4, "gamma": 1.5}, reason="test")
         ack = wait_for(lambda: [a for a in events_of(run, "ack") if a["id"] == cid], what="ack")[0]
         bad = send(run, "set", values={"lr": -1})
         nack = wait_for(lambda: [a for a in events_of(run, "nack") if a["id"] == bad], what="nack")[0]
-        assert proc.wait(timeout=180) == 0, proc.stderr.read()
+        assert proc.wait(timeout=180) == 0, stderr_of(proc)
     finally:
         proc.kill()
     assert ack["changes"]["lr"] == [5e-4, 1e-4] and ack["changes"]["gamma"] == [2.0, 1.5]
@@ -135,10 +155,8 @@ def test_live_lr_set_is_acked_and_the_schedule_continues_from_the_new_base(tmp_p
 
 def test_killed_run_resumes_with_seq_epochs_and_adjustments_intact(tmp_path):
     run = tmp_path / "r"
-    proc = subprocess.Popen(trainer_cmd("lmsa_focal.yaml", run, "training.epochs=3", "debug.step_delay=0.05"),
-                            cwd=ROOT, env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = start_trainer(trainer_cmd("lmsa_focal.yaml", run, "training.epochs=3", "debug.step_delay=0.05"), run)
     try:
-        wait_for(lambda: events_of(run, "step") if (run / "events.jsonl").exists() else None, what="first step")
         cid = send(run, "set", values={"gamma": 1.0})
         wait_for(lambda: [e for e in events_of(run, "checkpoint") if e["epoch"] == 1], what="epoch 1 checkpoint")
         wait_for(lambda: [s for s in events_of(run, "step") if s["epoch"] == 2], what="a step of epoch 2")
@@ -162,10 +180,8 @@ def test_killed_run_resumes_with_seq_epochs_and_adjustments_intact(tmp_path):
 
 def test_stop_command_checkpoints_and_ends_stopped_then_resumes_mid_epoch(tmp_path):
     run = tmp_path / "r"
-    proc = subprocess.Popen(trainer_cmd("baseline.yaml", run, "training.epochs=2", "debug.step_delay=0.05"),
-                            cwd=ROOT, env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = start_trainer(trainer_cmd("baseline.yaml", run, "training.epochs=2", "debug.step_delay=0.05"), run)
     try:
-        wait_for(lambda: events_of(run, "step") if (run / "events.jsonl").exists() else None, what="first step")
         send(run, "stop")
         assert proc.wait(timeout=60) == 0
     finally:
@@ -196,16 +212,16 @@ def test_injected_nan_is_skipped_and_never_checkpointed(tmp_path):
 
 @pytest.mark.slow
 def test_ddp_two_gloo_ranks_apply_a_set_at_the_same_step(tmp_path):
-    run = tmp_path / "r"
+    # no --run-dir: the launcher names the run once, before torchrun starts the ranks
+    run = tmp_path / "runs" / "baseline"
     cmd = trainer_cmd("baseline.yaml", run, "training.epochs=2", "debug.step_delay=0.05", "debug.rank_log=true",
-                      "data.synthetic_train=64") + ["--nproc-per-node", "2"]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                      "data.synthetic_train=64")
+    cmd[cmd.index("--run-dir"):cmd.index("--run-dir") + 2] = ["--runs-dir", str(tmp_path / "runs")]
+    proc = start_trainer(cmd + ["--nproc-per-node", "2"], run, timeout=120)
     try:
-        wait_for(lambda: events_of(run, "step") if (run / "events.jsonl").exists() else None, timeout=120,
-                 what="first DDP step")
         cid = send(run, "set", values={"lr": 2e-4})
         ack = wait_for(lambda: [a for a in events_of(run, "ack") if a["id"] == cid], what="ack")[0]
-        assert proc.wait(timeout=180) == 0, proc.stderr.read()
+        assert proc.wait(timeout=180) == 0, stderr_of(proc)
     finally:
         proc.kill()
     logs = [[json.loads(x) for x in (run / "ranks" / f"rank{r}.jsonl").read_text().splitlines()] for r in (0, 1)]
