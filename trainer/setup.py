@@ -82,6 +82,7 @@ class Components:
     lock_fd: int | None = None  # trainer.lock, held while this process trains (rank 0)
     state: dict = field(default_factory=dict)
     _class_weights: torch.Tensor | None = None
+    pending_augmentation: dict = field(default_factory=dict)
 
     def train_loader(self, epoch: int, start: int) -> DataLoader:
         self.train_ds.set_epoch(epoch)
@@ -106,10 +107,13 @@ class Components:
         return self._class_weights
 
     def apply_live(self, values: dict[str, Any]) -> None:
-        """Push live values into the loss, model and optimizer (augmentation: at the next epoch)."""
+        """Push live values into the loss, model and optimizer; augmentation values wait for the
+        next epoch (start_epoch_augmentation), so every batch of an epoch sees the same ones."""
         loss = self.loss_fn
         for k, v in values.items():
-            if k in ("gamma", "alpha", "use_focal", "dice_weight"):
+            if k in ("rotation", "scale_range", "hflip"):
+                self.pending_augmentation[k] = tuple(v) if k == "scale_range" else v
+            elif k in ("gamma", "alpha", "use_focal", "dice_weight"):
                 setattr(loss, k, v)
             elif k == "use_class_weights":
                 loss.use_class_weights = v
@@ -121,6 +125,15 @@ class Components:
                 for g in self.optimizer.param_groups:
                     if g.get("decay"):
                         g["weight_decay"] = v
+
+    def start_epoch_augmentation(self) -> dict[str, Any]:
+        """Apply the augmentation values set since the last epoch began (the loader's worker
+        processes are forked per epoch, so they see them too); returns what changed."""
+        changed = dict(self.pending_augmentation)
+        for k, v in changed.items():
+            setattr(self.augment, k, v)
+        self.pending_augmentation.clear()
+        return changed
 
     def resolved_config(self) -> dict:
         d = self.cfg.to_dict()

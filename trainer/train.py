@@ -41,7 +41,6 @@ class Trainer:
         self.since_best = c.state.get("since_best", 0)
         self.epoch_times: list[float] = list(c.state.get("epoch_times", []))
         self.steps_per_epoch = c.steps_per_epoch
-        self.pending_aug: dict[str, Any] = {}
         self.sigterm = False
         self.skipped = 0
         self.printer = None  # callable(str) for the per-epoch line on stdout
@@ -68,9 +67,6 @@ class Trainer:
             raise StopRun("SIGTERM")
 
     def _handle(self, req: Requests) -> None:
-        for k in ("rotation", "scale_range", "hflip"):
-            if k in req.changed:
-                self.pending_aug[k] = req.changed[k]
         if req.checkpoint:
             self.save("last", mid_epoch=True)
         if req.stop:
@@ -100,9 +96,7 @@ class Trainer:
     def train_epoch(self, epoch: int) -> None:
         c = self.c
         t0 = time.perf_counter()
-        for k, v in self.pending_aug.items():
-            setattr(c.augment, k, tuple(v) if k == "scale_range" else v)
-        self.pending_aug.clear()
+        c.start_epoch_augmentation()
         c.model.train()
         loader = c.train_loader(epoch, self.step_in_epoch)
         meter = FScoreMeter(device=c.device)

@@ -69,3 +69,26 @@ def test_use_class_weights_loads_weights_from_training_frequencies(comp, tmp_pat
     weighted = comp.loss_fn(logits, target)[0].item()
     comp.apply_live({"use_class_weights": False})
     assert comp.loss_fn(logits, target)[0].item() != pytest.approx(weighted, rel=1e-4)
+
+
+def test_augmentation_changes_wait_for_the_next_epoch(comp):
+    comp.apply_live({"rotation": 30.0, "scale_range": [0.8, 1.2], "hflip": False})
+    assert comp.augment.rotation == 20.0  # the epoch in progress keeps its augmentation
+    assert comp.start_epoch_augmentation() == {"rotation": 30.0, "scale_range": (0.8, 1.2), "hflip": False}
+    assert (comp.augment.rotation, comp.augment.scale_range, comp.augment.hflip) == (30.0, (0.8, 1.2), False)
+    assert comp.start_epoch_augmentation() == {}
+
+
+def test_an_augmentation_ack_after_the_last_checkpoint_survives_resume(comp, tmp_path):
+    """steering.restore replays acks the checkpoint does not know through apply_live: the
+    augmentation keys must reach the augmentation too, not only the loss and model keys."""
+    from trainer.record import EventWriter
+    from trainer.steer import Steering
+
+    ev = EventWriter(tmp_path / "events.jsonl")
+    ev.emit("ack", id="late", cmd="set", changes={"rotation": [20.0, 45.0]}, epoch=3, step=40)
+    s = Steering(tmp_path / "control.jsonl", ev, {"rotation": 20.0}, comp.apply_live, is_main=True)
+    s.restore([], [{"type": "ack", "id": "late", "changes": {"rotation": [20.0, 45.0]}}])
+    comp.start_epoch_augmentation()
+    assert comp.augment.rotation == 45.0
+    ev.close()
