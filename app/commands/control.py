@@ -125,6 +125,12 @@ def cmd_set(args: argparse.Namespace) -> int:
 def cmd_simple(args: argparse.Namespace) -> int:
     try:
         run = _open(args)
+        if args.verb == "stop":  # launcher hook: a SLURM job is cancelled when queued, scancel'd as a fallback
+            from app import launchers
+
+            done = launchers.for_run(run.path, args).stop(run, args.timeout)
+            if done is not None:
+                return done
         cmd_id = run.send(args.verb, reason=args.reason, source="cli")
     except ValueError as e:  # BadInput, RunNotFound, ControlFileError
         return _err(args, str(e))

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from app import launch
+from app import launch, launchers
 from app.health import RulesError, load_rules
 from app.plan import start as plan_start
 from app.runlib import Run, RunNotFound, default_runs_dir, list_runs, resolve_run
@@ -36,6 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="let all runs share the visible GPUs (default: one GPU per run when several are visible)")
     _view_options(p)
     plan_start.add_arguments(p)
+    launchers.add_arguments(p)
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser(
@@ -55,12 +56,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         p.description = (p.description or "") + " A stopped or crashed run is restarted from its last checkpoint."
         _add_missing(p, "--device", choices=("auto", "cpu", "cuda"), default="auto", help="device for a restarted run")
         _view_options(p, skip_existing=True)
+        launchers.add_arguments(p)
         p.set_defaults(func=_combined_resume(p.get_default("func")))
     else:
         p = sub.add_parser("resume", help="restart a stopped or crashed run from its last checkpoint and attach")
         p.add_argument("run", metavar="RUN")
         p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
         _view_options(p)
+        launchers.add_arguments(p)
         p.set_defaults(func=cmd_resume)
 
 
@@ -118,20 +121,25 @@ def open_views(runs: list[Run], rules: list[Any], args: argparse.Namespace, spec
 def cmd_run(args: argparse.Namespace) -> int:
     runs_dir = _runs_dir(args)
     if plan_start.wants_plan(args):  # --serial / --sweep: a plan's scheduler starts the runs (app/plan)
+        if getattr(args, "launcher", None) not in (None, "local"):
+            return _err(f"--launcher {args.launcher} with --serial or --sweep is not supported yet (docs/slurm.md)")
         return plan_start.run_plan(args, runs_dir, open_views)
     try:
+        launcher = launchers.get(getattr(args, "launcher", None), args)
         rules = []
         for c in args.configs:  # validate everything before starting anything
             cfg = load_config(c, args.sets)
             rules.append(rules_for(cfg.health, c))
         specs = launch.plan_runs(args.configs, args.sets, runs_dir=runs_dir, name=args.name,
                                  device=args.device, share_gpu=args.same_gpu)
-    except (ConfigError, RulesError) as e:
+    except (ConfigError, RulesError, launchers.LauncherError) as e:
         return _err(str(e))
     for s in specs:
-        launch.start(s)
-        gpu = f" on GPU {s.gpus}" if s.gpus is not None else ""
-        print(f"segwatch: started {s.name} in {s.run_dir}{gpu} (supervisor pid {s.pid})", file=sys.stderr)
+        try:
+            launcher.start(s)
+        except launchers.LauncherError as e:
+            return _err(str(e))
+        print(f"segwatch: {launcher.describe(s)}", file=sys.stderr)
     runs = [Run(s.run_dir) for s in specs]
     return open_views(runs, rules, args, specs)
 
@@ -157,7 +165,8 @@ def cmd_attach(args: argparse.Namespace) -> int:
         for d in list_runs(runs_dir):
             r = Run(d)
             r.refresh()
-            if r.state.status in ALIVE and r.process_alive() is not False:
+            if (r.state.status in ALIVE and r.process_alive() is not False) or (
+                    r.state.status == "queued" and r.state.job is not None):  # a SLURM job in the queue
                 runs.append(r)
         if not runs:
             names = [d.name for d in list_runs(runs_dir)]
@@ -174,6 +183,9 @@ def cmd_resume(args: argparse.Namespace, fallback: Any = None) -> int:
     run = Run(d)
     run.refresh()
     status = run.state.status
+    if status == "queued" and run.state.job is not None:  # a batch job waiting in the scheduler's queue
+        print(f"segwatch: {run.name} is {run.state.status_detail()}; attaching", file=sys.stderr)
+        return open_views([run], [_run_rules(run)], args)
     if status in ALIVE and run.process_alive() is not False:
         if status == "paused" and fallback is not None:
             return fallback(args)  # the control verb: send `resume` to the paused trainer
@@ -186,8 +198,13 @@ def cmd_resume(args: argparse.Namespace, fallback: Any = None) -> int:
     if not (d / "checkpoints" / "last.pt").exists():
         return _err(f"{run.name} has no checkpoint to resume from ({d / 'checkpoints' / 'last.pt'} is missing)")
     since = time.time()
-    spec = launch.start(launch.resume_spec(d, device=getattr(args, "device", "auto") or "auto"))
-    print(f"segwatch: resuming {run.name} from its last checkpoint (supervisor pid {spec.pid})", file=sys.stderr)
+    try:
+        launcher = (launchers.get(args.launcher, args) if getattr(args, "launcher", None)
+                    else launchers.for_run(d, args))
+        spec = launcher.resume(d, device=getattr(args, "device", "auto") or "auto")
+    except launchers.LauncherError as e:
+        return _err(str(e))
+    print(f"segwatch: resuming {run.name} from its last checkpoint: {launcher.describe(spec)}", file=sys.stderr)
     resumed = Run(d)
     resumed.expect_restart(since, run.state.last_seq)  # the old end / exit.json / pid are not this process's
     return open_views([resumed], [_run_rules(run)], args, [spec])

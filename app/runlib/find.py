@@ -6,7 +6,8 @@ import difflib
 import os
 from pathlib import Path
 
-MARKERS = ("config.yaml", "events.jsonl", "exit.json")  # exit.json: a trainer that died before writing anything
+MARKERS = ("config.yaml", "events.jsonl", "exit.json", "slurm.json")  # exit.json: a trainer that died before writing
+# anything; slurm.json: a batch job still in the queue (app/launchers/slurm.py)
 
 
 class RunNotFound(ValueError):

@@ -11,6 +11,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from app.launchers.jobinfo import job_info
 from trainer.live import validate
 
 from .state import RunState
@@ -97,6 +98,7 @@ class Run:
         st.bad_event_lines = self.events_tail.bad_lines
         st.bad_control_lines = self.control_tail.bad_lines
         st.read_note = self._read_note()
+        st.job = job_info(self.path)  # launcher hook: None for local runs (no slurm.json)
         if not self.state.config and (self.path / "config.yaml").exists():
             st.load_files()
         elif st.events_seen == 0:

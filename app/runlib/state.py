@@ -66,6 +66,9 @@ class RunState:
         # old record's end, exit.json and dead pid say nothing about the new process (set by Run)
         self.restart_pending: tuple[int | None, float] | None = None
         self.process_gone = False  # the trainer's pid is gone without an end event (set by Run)
+        # what the launcher's scheduler says about the run's job (app.launchers.JobInfo; None for
+        # local runs; set by Run): QUEUED with SLURM's reason, or SLURM's word for how it ended
+        self.job = None
         self.bad_event_lines = 0  # set by Run from its tails
         self.bad_control_lines = 0
         self.read_note = ""  # what went wrong reading the record, for people (set by Run)
@@ -115,6 +118,9 @@ class RunState:
 
     @property
     def status(self) -> str:
+        by_job = self.job.status_for(self) if self.job is not None else None
+        if by_job is not None:
+            return by_job
         if self.restart_pending is not None:
             return "crashed" if self._restart_failed() else "starting"
         if self.end is not None:
@@ -143,6 +149,8 @@ class RunState:
     def crash_reason(self) -> str | None:
         if self.status != "crashed":
             return None
+        if self.job is not None and self.job.status_for(self) == "crashed":
+            return self.job.crash_reason()
         if self.restart_pending is not None:
             return describe_exit(self.exit_info or {})
         if self.end is not None:
@@ -154,6 +162,9 @@ class RunState:
         return "the trainer process is gone without an end event"
 
     def status_detail(self) -> str:
+        by_job = self.job.detail_for(self) if self.job is not None else None
+        if by_job is not None:
+            return by_job
         s = self.status
         if s == "crashed":
             return f"crashed: {self.crash_reason}"

@@ -1,0 +1,83 @@
+"""What runs inside a SLURM job: the picklable callable that submitit executes.
+
+``TrainerJob(run_dir, fresh_args, resume_args)()`` runs ``python -m app.supervise RUN_DIR --
+python -m trainer ARGS`` (argument lists, no shell) on the compute node: the same supervisor
+and trainer as a local run, writing the same run directory, so exit.json, stdout.log and
+stderr.log are where they always are. When the run directory already holds
+``checkpoints/last.pt`` it passes ``--resume RUN_DIR`` instead of the fresh arguments: a job
+that SLURM requeues (preemption, node failure with ``--requeue``) or that ``segwatch resume``
+resubmits continues from its checkpoint by itself.
+
+Signals: SLURM sends SIGTERM to every process of the job at its time limit, on preemption and
+on ``scancel``; the trainer answers it by checkpointing and ending ("stopped"), and the job's
+final state (TIMEOUT, PREEMPTED, CANCELLED...) is read from sacct by app/launchers/jobinfo.py.
+submitit's early warning (``--signal=USR2@S``: S seconds before the limit) would kill the
+trainer (USR2's default action) and make submitit give the job up early, so the processes this
+job starts ignore it, and the job itself answers it by asking the trainer for a checkpoint
+through control.jsonl (a ``checkpoint`` command, source "slurm").
+
+Pure standard library: it is unpickled by ``python -m submitit.core._submit`` on the node.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+class TrainerJobFailed(RuntimeError):
+    pass
+
+
+class TrainerJob:
+    def __init__(self, run_dir: str, fresh_args: list[str], resume_args: list[str], python: str | None = None):
+        self.run_dir = str(run_dir)
+        self.fresh_args = list(fresh_args)
+        self.resume_args = list(resume_args)
+        self.python = python or sys.executable
+
+    def argv(self) -> list[str]:
+        run_dir = Path(self.run_dir)
+        args = self.resume_args if (run_dir / "checkpoints" / "last.pt").exists() else self.fresh_args
+        py = self.python
+        return [py, "-m", "app.supervise", str(run_dir), "--", py, "-m", "trainer", *args]
+
+    def __call__(self) -> int:
+        signal.signal(signal.SIGUSR2, signal.SIG_IGN)  # inherited (ignored) by supervise and the trainer
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # SLURM signals every process; the trainer handles it
+        argv = self.argv()
+        _note_attempt(Path(self.run_dir), argv)
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL)
+        signal.signal(signal.SIGUSR2, self._early_warning)  # for this process only: after the child started
+        rc = proc.wait()
+        if rc != 0:
+            raise TrainerJobFailed(f"the trainer's supervisor exited with {rc}; see {self.run_dir}/stderr.log")
+        return rc
+
+
+    def _early_warning(self, signum: int, frame: object) -> None:
+        """The limit (or a preemption) is near: ask the trainer for a checkpoint now."""
+        from app.runlib.run import Run  # pure Python; imported only when needed
+
+        try:
+            Run(self.run_dir).send("checkpoint", reason="SLURM: the job's time limit or a preemption is near",
+                                   source="slurm")
+        except (OSError, ValueError) as e:
+            print(f"segwatch slurm job: could not ask for a checkpoint: {e}", file=sys.stderr)
+
+
+def _note_attempt(run_dir: Path, argv: list[str]) -> None:
+    """Append this attempt (job id, restart count, node, resumed or fresh) to slurm/attempts.jsonl."""
+    line = {"v": 1, "t": time.time(), "job_id": os.environ.get("SLURM_JOB_ID"),
+            "restart_count": int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0),
+            "node": socket.gethostname(), "resumed": "--resume" in argv}
+    folder = run_dir / "slurm"
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / "attempts.jsonl", "a", encoding="utf-8") as f:
+        f.write(json.dumps(line) + "\n")
