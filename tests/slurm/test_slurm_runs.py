@@ -110,3 +110,17 @@ def test_scancel_mid_run_then_resume_from_the_checkpoint(slurm_cluster, slurm_en
     assert [a["resumed"] for a in attempts] == [False, True]
     p = segwatch(slurm_env, "stop", str(run_dir), "--timeout", "60")
     assert p.returncode == 0 and refreshed(new).state.status == "stopped", p.stdout + p.stderr
+
+
+def test_stop_of_a_running_job_that_does_not_answer_falls_back_to_scancel(slurm_cluster, slurm_env, tmp_path):
+    run_dir, job = submit(slurm_env, tmp_path / "runs", "--set", "debug.step_delay=60")  # one step a minute
+    run = Run(run_dir)
+    wait_for("the first step", lambda: refreshed(run).state.last_step, 120)
+    p = segwatch(slurm_env, "stop", str(run_dir), "--timeout", "2")
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "no end within 2 s: cancelled SLURM job" in p.stdout
+    cmds = [json.loads(x) for x in (run_dir / "control.jsonl").read_text().splitlines()]
+    assert [c["cmd"] for c in cmds] == ["stop"]  # control.jsonl first
+    wait_for("the run to show stopped", lambda: refreshed(run).state.status == "stopped", 60)
+    assert "cancelled by segwatch stop (no end within 2 s)" in run.state.status_detail()
+    assert wait_for("sacct CANCELLED", lambda: sacct_state(slurm_cluster, job) == "CANCELLED", 60)
