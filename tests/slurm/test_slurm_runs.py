@@ -12,6 +12,7 @@ import pytest
 from slurmkit import ROOT, background, sacct_state, segwatch, submit, wait_for
 
 from app.runlib import Run
+from trainer.schedule import lr_at
 
 pytestmark = pytest.mark.slurm
 
@@ -124,3 +125,22 @@ def test_stop_of_a_running_job_that_does_not_answer_falls_back_to_scancel(slurm_
     wait_for("the run to show stopped", lambda: refreshed(run).state.status == "stopped", 60)
     assert "cancelled by segwatch stop (no end within 2 s)" in run.state.status_detail()
     assert wait_for("sacct CANCELLED", lambda: sacct_state(slurm_cluster, job) == "CANCELLED", 60)
+
+
+def test_two_gloo_ranks_in_one_job_apply_a_live_command_at_the_same_step(slurm_cluster, slurm_env, tmp_path):
+    run_dir, job = submit(slurm_env, tmp_path / "runs", "--nproc-per-node", "2", "--set", "debug.rank_log=true",
+                          "--set", "debug.step_delay=0.05", "--set", "data.synthetic_train=64", epochs=3)
+    rec = json.loads((run_dir / "slurm.json").read_text())
+    assert "--cpus-per-task=2" in (run_dir / rec["submission_script"]).read_text()
+    run = Run(run_dir)
+    wait_for("the first step", lambda: refreshed(run).state.last_step, 120)
+    assert run.state.start["world_size"] == 2
+    p = segwatch(slurm_env, "set", str(run_dir), "lr=2e-4", "--wait", "--timeout", "60")
+    assert p.returncode == 0 and "applied at" in p.stdout, p.stdout + p.stderr
+    wait_for("the run to finish", lambda: refreshed(run).state.status == "finished", 180, poll=0.5)
+    ack_step = run.state.adjustments[-1].answer_step
+    logs = [[json.loads(x) for x in (run_dir / "ranks" / f"rank{r}.jsonl").read_text().splitlines()] for r in (0, 1)]
+    assert logs[0] == logs[1]  # the same LR at the same step on both ranks
+    spe = run.state.start["steps_per_epoch"]
+    changed = [e for e in logs[0] if e["step"] >= ack_step]
+    assert changed and all(e["lr"] == pytest.approx(lr_at(e["step"] - 1, 2e-4, 0, 3 * spe)) for e in changed)
