@@ -96,8 +96,10 @@ class Follower:
         self.unreadable[i] = bad
         s = st.status
         if s != self.status[i]:
-            self.status[i] = s
-            if s == "crashed":
+            before, self.status[i] = self.status[i], s
+            if s == "running" and before == "stalled":
+                self.say(f"{'':8} {name:<{self.width}} running again: events resumed")
+            elif s == "crashed":
                 self.say(f"{'':8} {name:<{self.width}} CRASHED: {st.crash_reason}")
                 for line in st.stderr_tail(5):
                     self.say(f"{'':8} {name:<{self.width}}   stderr: {line}")

@@ -13,6 +13,7 @@ import re
 import shutil
 import subprocess
 import sys
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -34,6 +35,7 @@ class LaunchSpec:
     gpus: str | None = None  # CUDA_VISIBLE_DEVICES for this run, None = inherit
     nproc: int = 1
     pid: int | None = None  # of the supervisor, once started
+    attempt: str | None = None  # this start's attempt id (SEGWATCH_ATTEMPT), set by start()
     proc: subprocess.Popen | None = field(default=None, repr=False)
 
 
@@ -131,6 +133,10 @@ def child_env(spec: LaunchSpec, base: dict | None = None) -> dict:
     pp = env.get("PYTHONPATH", "")
     env["PYTHONPATH"] = str(PROJECT_ROOT) + (os.pathsep + pp if pp else "")
     env["PYTHONUNBUFFERED"] = "1"
+    if spec.attempt:
+        env["SEGWATCH_ATTEMPT"] = spec.attempt  # into exit.json and the start event (app.supervise)
+    else:
+        env.pop("SEGWATCH_ATTEMPT", None)
     if spec.gpus is not None:
         env["CUDA_VISIBLE_DEVICES"] = spec.gpus
     return env
@@ -148,6 +154,7 @@ def start(spec: LaunchSpec, python: str | None = None, argv: list[str] | None = 
     directory; the trainer's goes to stdout.log / stderr.log (written by app.supervise).
     """
     spec.run_dir.mkdir(parents=True, exist_ok=True)
+    spec.attempt = spec.attempt or uuid.uuid4().hex[:16]
     log = open(spec.run_dir / "supervisor.log", "ab")
     try:
         spec.proc = subprocess.Popen(

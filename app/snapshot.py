@@ -149,7 +149,7 @@ def build_view(index: int, run: Any, rules: Any, gpu: dict | None = None, verdic
     sy = [_pt(p, "loss") for p in steps]
     ex = [h["epoch"] for h in history]
     status = st.status
-    colour = "red" if status == "crashed" else (getattr(v, "status", None) or "green")
+    colour = "red" if status in ("crashed", "stalled") else (getattr(v, "status", None) or "green")
     try:
         tail = tuple(run.state.stderr_tail(8)) if status == "crashed" else ()
     except Exception:

@@ -4,7 +4,12 @@ Starts CMD (an argument list, never a shell) with stdout/stderr appended to RUN_
 and RUN_DIR/stderr.log, forwards SIGTERM/SIGINT to it, waits, then writes RUN_DIR/exit.json
 atomically (temp file + rename)::
 
-    {"returncode": -9, "signal": 9, "t": 1764423000.1, "pid": 4242, "started_t": ...}
+    {"returncode": -9, "signal": 9, "t": 1764423000.1, "pid": 4242, "started_t": ..., "attempt": "3f9c..."}
+
+``attempt`` identifies this start of a trainer on the run: ``$SEGWATCH_ATTEMPT`` when the
+launcher set it (app.launch does), else a new id; the trainer inherits it and writes it into its
+``start`` event, so a reader can tell an earlier attempt's exit.json (written late, after
+``segwatch resume`` started the next one) from the latest attempt's (docs/run-directory.md).
 
 ``returncode`` is the child's as Python's subprocess reports it (negative: killed by that
 signal), ``signal`` the killing signal or null. A stale exit.json from an earlier process is
@@ -23,6 +28,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 USAGE = "usage: python -m app.supervise RUN_DIR -- CMD [ARG...]"
@@ -59,6 +65,8 @@ def supervise(run_dir: Path, cmd: list[str]) -> int:
 
     for s in FORWARDED:
         signal.signal(s, forward)
+    attempt = os.environ.get("SEGWATCH_ATTEMPT") or uuid.uuid4().hex[:16]
+    os.environ["SEGWATCH_ATTEMPT"] = attempt  # the trainer writes it into its start event
     started = time.time()
     with open(run_dir / "stdout.log", "ab") as out, open(run_dir / "stderr.log", "ab") as err:
         try:
@@ -67,13 +75,14 @@ def supervise(run_dir: Path, cmd: list[str]) -> int:
             msg = f"cannot start {cmd[0]!r}: {e.strerror or e}"
             err.write(f"segwatch supervise: {msg}\n".encode())
             write_exit(run_dir, {"returncode": 127, "signal": None, "t": time.time(), "pid": None,
-                                 "started_t": started, "error": msg})
+                                 "started_t": started, "error": msg, "attempt": attempt})
             return 127
         for s in pending:
             child.send_signal(s)
         rc = child.wait()
     sig = -rc if rc < 0 else None
-    write_exit(run_dir, {"returncode": rc, "signal": sig, "t": time.time(), "pid": child.pid, "started_t": started})
+    write_exit(run_dir, {"returncode": rc, "signal": sig, "t": time.time(), "pid": child.pid, "started_t": started,
+                         "attempt": attempt})
     return 128 + sig if sig else rc
 
 

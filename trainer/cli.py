@@ -94,7 +94,8 @@ def _run(args: argparse.Namespace, cfg, argv: list[str]) -> int:
         ev.emit("start", name=cfg.name, run_dir=str(run_dir), pid=os.getpid(), device=str(device),
                 resumed=resume_state is not None, resume_epoch=trainer.epoch, epochs=trainer.live["epochs"],
                 steps_per_epoch=comp.steps_per_epoch, batch_size=cfg.training.batch_size, params=comp.params,
-                synthetic=bool(desc.get("synthetic")), data=desc, live=dict(trainer.live), world_size=dist.world_size)
+                synthetic=bool(desc.get("synthetic")), data=desc, live=dict(trainer.live), world_size=dist.world_size,
+                **({"attempt": os.environ["SEGWATCH_ATTEMPT"]} if os.environ.get("SEGWATCH_ATTEMPT") else {}))
         if desc.get("synthetic"):
             msg = ("training on the BUILT-IN SYNTHETIC face-parsing data (data.root is unset): "
                    "scores say nothing about the real task")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from trainer.live import LIVE_KEYS, format_value, validate
 
 ENDED = ("finished", "early_stop", "stopped", "crashed")
 _NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
-STATUS_STYLE = {"running": "green", "paused": "yellow", "starting": "cyan", "crashed": "bold red",
+STATUS_STYLE = {"running": "green", "paused": "yellow", "starting": "cyan", "crashed": "bold red", "stalled": "bold red",
                 "finished": "blue", "early_stop": "blue", "stopped": "magenta"}
 
 
@@ -117,6 +118,7 @@ def cmd_set(args: argparse.Namespace) -> int:
     live = run.state.live
     what = ", ".join(f"{k} {format_value(live[k]) if k in live else '?'} -> {format_value(v)}" for k, v in clean.items())
     print(f"{run.name}: set {what}  (id {cmd_id[:8]})")
+    _say_stalled(run)
     if not args.wait:
         return 0
     return _report(run, cmd_id, args)
@@ -137,16 +139,37 @@ def cmd_simple(args: argparse.Namespace) -> int:
     except OSError as e:
         return _err(args, f"cannot write control.jsonl: {e.strerror or e}")
     print(f"{run.name}: {args.verb}  (id {cmd_id[:8]})")
+    _say_stalled(run)
     if not args.wait:
         return 0
     return _report(run, cmd_id, args)
 
 
+def _say_stalled(run: Run) -> bool:
+    """Tell the user (stderr) that the run is stalled: the command waits for the trainer."""
+    if run.state.status != "stalled":
+        return False
+    print(f"segwatch: {run.name} is STALLED: {run.state.stall_detail()}; the command is queued and is "
+          "answered when the trainer makes progress again", file=sys.stderr)
+    return True
+
+
 def _report(run: Run, cmd_id: str, args: argparse.Namespace) -> int:
-    ans = run.wait_for_answer(cmd_id, args.timeout)
+    deadline = time.monotonic() + max(0.0, args.timeout)
+    said = run.state.status == "stalled"  # said when it was sent
+    while True:  # in slices of at most 1 s, so a stall that starts while we wait is said at once
+        left = deadline - time.monotonic()
+        ans = run.wait_for_answer(cmd_id, max(0.0, min(left, 1.0)))
+        if ans is not None or run.state.status in ENDED or left <= 1.0:
+            break
+        if not said:
+            said = _say_stalled(run)
     if ans is None:
         if run.state.status in ENDED:
             print(f"no answer: the run ended first ({run.state.status_detail()})")
+        elif run.state.status == "stalled":
+            print(f"no answer within {args.timeout:g} s: the run is {run.state.status_detail()}; "
+                  f"the command stays queued (id {cmd_id[:8]})")
         else:
             print(f"no answer within {args.timeout:g} s; the command stays queued (id {cmd_id[:8]})")
         return 3

@@ -206,7 +206,8 @@ def cmd_resume(args: argparse.Namespace, fallback: Any = None) -> int:
         return _err(str(e))
     print(f"segwatch: resuming {run.name} from its last checkpoint: {launcher.describe(spec)}", file=sys.stderr)
     resumed = Run(d)
-    resumed.expect_restart(since, run.state.last_seq)  # the old end / exit.json / pid are not this process's
+    # the old end, the old attempt's exit.json (even one its supervisor writes late) and pid are not this one's
+    resumed.expect_restart(since, run.state.last_seq, spec.attempt)
     return open_views([resumed], [_run_rules(run)], args, [spec])
 
 

@@ -13,7 +13,7 @@ from app.health.presets import resolve_preset
 from app.health.schema import Rules
 from app.health.signals import CHECKS, LABELS, Context
 
-RUN_STATES = ("running", "paused", "finished", "crashed", "stopped")
+RUN_STATES = ("running", "paused", "finished", "crashed", "stopped", "stalled")
 # other names the run readers use (app.runlib): judged as the state they map to
 RUN_STATE_ALIASES = {"starting": "running", "early_stop": "finished", "completed": "finished", "killed": "crashed",
                      "queued": "running", "skipped": "stopped"}  # queued/skipped: runs of a plan (app/plan)
@@ -98,7 +98,8 @@ def evaluate(history: Sequence[Mapping], rules: Rules, *, live: Mapping | None =
     ``history``: the run's ``epoch`` events in epoch order (docs/run-directory.md).
     ``live``: the live settings now in force (docs/control.md keys); when given, each action's
     ``values`` are resolved against it, ready for a control ``set``; without it they are empty.
-    ``run_state``: running | paused | finished | crashed | stopped ("crashed" -> red); also
+    ``run_state``: running | paused | finished | crashed | stopped | stalled ("crashed" and
+    "stalled": alive but no progress, app.runlib.liveness -> red); also
     starting (= running), early_stop and completed (= finished), killed (= crashed).
     ``total_epochs``: the run's planned length (defaults to the last event's ``epochs``).
     ``warnings``: the run's ``warning`` events (codes in ``nonfinite.warning_codes`` -> red).

@@ -39,6 +39,9 @@ LABELS: dict[str, str] = {
 def run_state(c: Context) -> Result:
     if c.run_state == "crashed":
         return "failed", "the run crashed", {"run_state": c.run_state}
+    if c.run_state == "stalled":
+        return "failed", "the trainer makes no progress (no new event for longer than its cadence allows)", \
+            {"run_state": c.run_state}
     return "ok", f"the run is {c.run_state}", {"run_state": c.run_state}
 
 

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from trainer.live import LIVE_KEYS, format_value
+
+from .safeio import clean, clean_value
 from trainer.live import validate as validate_live
 
 NONFINITE_CODES = ("nonfinite_loss", "nonfinite_grad")
@@ -102,7 +104,7 @@ _INT_FIELDS = frozenset({
     "seq", "v", "epoch", "step", "resume_epoch", "epochs", "steps_per_epoch", "batch_size", "params", "best_epoch",
     "skipped_steps", "line", "world_size", "pid"})
 _STR_FIELDS = frozenset({"type", "code", "message", "kind", "reason", "error", "cmd", "id", "name", "device", "path",
-                         "run_dir", "note"})
+                         "run_dir", "note", "attempt"})
 _BOOL_FIELDS = frozenset({"resumed", "synthetic"})
 _MAX_INT = 10**12
 
@@ -160,8 +162,8 @@ def sanitize_event(ev: dict) -> tuple[dict, list[str]]:
         elif k in _INT_FIELDS:
             i = _int(v)
             out[k] = i if i is not None and abs(i) <= _MAX_INT else None
-        elif k in _STR_FIELDS:
-            out[k] = v if isinstance(v, str) else None
+        elif k in _STR_FIELDS:  # text for people: no control characters (ids stay exact)
+            out[k] = (v if k == "id" else clean(v)) if isinstance(v, str) else None
         elif k in _BOOL_FIELDS:
             out[k] = v if isinstance(v, bool) else None
         elif k in ("per_class_f", "train_per_class_f"):
@@ -182,7 +184,7 @@ def sanitize_event(ev: dict) -> tuple[dict, list[str]]:
                 continue
             out[k] = None
         elif k == "data":
-            out[k] = v if isinstance(v, dict) else None
+            out[k] = clean_value(v) if isinstance(v, dict) else None
         else:
             continue
         if out[k] is None or (k == "live" and len(out[k]) != len(v)):

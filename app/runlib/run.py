@@ -14,6 +14,8 @@ from typing import Any
 from app.launchers.jobinfo import job_info
 from trainer.live import validate
 
+from . import runfiles, safeio
+from .liveness import exit_applies
 from .state import RunState
 from .tail import JsonlTail
 
@@ -34,13 +36,13 @@ class Run:
 
     def __init__(self, run_dir: str | os.PathLike, *, max_steps: int = 2000):
         self.path = Path(run_dir)
-        self.name = self.path.name
+        self.name = safeio.clean(self.path.name)
         self._max_steps = max_steps
         self.state = RunState(self.path, max_steps=max_steps)
         self.events_tail = JsonlTail(self.path / "events.jsonl")
         self.control_tail = JsonlTail(self.path / "control.jsonl")
         self.generation = 0
-        self._restart: tuple[int | None, float] | None = None
+        self._restart: tuple[int | None, float, str | None] | None = None
 
     @property
     def control_path(self) -> Path:
@@ -108,11 +110,8 @@ class Run:
         if (st.end is not None and st.restart_pending is None) or probe is None or self.events_tail.more:
             return  # finished, or not caught up yet: judge liveness later
         exit_info, alive, _ = probe
-        if exit_info is not None and st.start is not None:
-            t = exit_info.get("t")
-            started = st.start.get("t")
-            if isinstance(t, (int, float)) and isinstance(started, (int, float)) and t < started:
-                exit_info = None  # from an earlier process of this run (before the resume)
+        if not exit_applies(exit_info, st.start, st.restart_pending):
+            exit_info = None  # an earlier attempt's (docs/run-directory.md, "Attempts")
         st.exit_info = exit_info
         st.process_gone = alive is False
 
@@ -129,16 +128,20 @@ class Run:
             notes.append(f"last: {'events' if ev.last_error else 'control'}.jsonl {last}")
         elif st.bad_events and st.last_error:
             notes.append(f"last: {st.last_error}")
-        return "; ".join(notes)
+        notes += [t.refused for t in (ev, self.control_tail) if t.refused]
+        notes += [why for why in st.file_notes.values()]
+        return safeio.clean("; ".join(notes))
 
-    def expect_restart(self, since: float, after_seq: int | None) -> None:
-        """A new trainer process was started on this run at ``since`` (``segwatch resume``).
+    def expect_restart(self, since: float, after_seq: int | None, attempt: str | None = None) -> None:
+        """A new trainer process (attempt id ``attempt``) was started on this run at ``since``
+        (``segwatch resume``).
 
         Until its own ``start`` event (seq > ``after_seq``, the last seq before the launch) is
-        read, the old record's end, its exit.json and its dead pid do not count: the status is
-        'starting', or 'crashed' if the new process's supervisor writes exit.json first.
+        read, the old record's end, an earlier attempt's exit.json and its dead pid do not count:
+        the status is 'starting', or 'crashed' if the new attempt's supervisor writes exit.json
+        first.
         """
-        self._restart = (after_seq, float(since))
+        self._restart = (after_seq, float(since), attempt)
         self.state.restart_pending = self._restart
 
     def _probe(self) -> tuple[dict | None, bool | None, int | None]:
@@ -147,16 +150,12 @@ class Run:
 
     def read_exit_info(self) -> dict | None:
         """exit.json written by the supervisor when the trainer process ended, or None."""
-        try:
-            info = json.loads((self.path / "exit.json").read_bytes())
-        except (OSError, ValueError):
-            return None
-        return info if isinstance(info, dict) else None
+        return runfiles.read_mapping(self.path / "exit.json", self.state.file_notes, max_bytes=safeio.SMALL)
 
     def pid(self) -> int | None:
         """The trainer's pid: trainer.pid, else the last start event's ``pid``."""
         try:
-            return int((self.path / "trainer.pid").read_text().strip().split()[0])
+            return int(safeio.read_bytes(self.path / "trainer.pid", safeio.SMALL).decode("ascii", "replace").split()[0])
         except (OSError, ValueError, IndexError):
             pass
         start = self.state.start
@@ -260,9 +259,20 @@ def _proc_state(pid: int) -> str | None:
 
 
 def append_line(path: Path, data: bytes) -> None:
-    """Append ``data`` (one whole line) with a single write() on an O_APPEND fd, mode 0600."""
-    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
-    fd = os.open(path, flags, 0o600)
+    """Append ``data`` (one whole line) with a single write() on an O_APPEND fd, mode 0600.
+
+    Only to a regular file (never through a symbolic link, never into a FIFO: ControlFileError).
+    When the file does not end in a newline (a writer died mid-line), ``data`` is preceded by
+    one, so the torn fragment stays a line of its own and never merges with this command
+    (docs/control.md).
+    """
+    flags = os.O_RDWR | os.O_APPEND | os.O_CREAT
+    try:
+        fd = safeio.open_fd(path, flags, 0o600)
+    except safeio.Refused as e:
+        raise ControlFileError(
+            f"{path} {e.why}: refusing to write a command there (the trainer reads only a regular "
+            "control.jsonl); remove it, then send the command again") from None
     try:
         st = os.fstat(fd)
         if st.st_mode & (stat_mod.S_IWGRP | stat_mod.S_IWOTH):
@@ -270,6 +280,8 @@ def append_line(path: Path, data: bytes) -> None:
                 f"{path} is writable by group or others (mode {oct(st.st_mode & 0o777)}): the trainer "
                 "ignores it; check its contents, then run chmod 600 on it"
             )
+        if st.st_size > 0 and os.pread(fd, 1, st.st_size - 1) != b"\n":
+            data = b"\n" + data  # never merge into a torn last line
         n = os.write(fd, data)
         if n != len(data):  # a short write on a regular file: disk full
             raise OSError(f"{path}: short write ({n} of {len(data)} bytes); the disk may be full")

@@ -10,32 +10,36 @@ Pure data and pure Python: the cockpit and the CLI read these attributes directl
   (``warning_counts`` counts all of them);
 - an answer (ack/nack) may be applied before its command line: it is recorded and completed
   when the command arrives;
-- status: ``end.reason`` wins; otherwise 'crashed' when the process is known to be gone
-  (``exit_info`` from exit.json, or ``process_gone``), 'paused' after ``paused``, 'running'
-  after any event, else 'starting'.
+- status (app.runlib.liveness): ``end.reason`` wins; otherwise 'crashed' when the latest
+  attempt's process is known to be gone, 'paused' after ``paused``, 'stalled' when no event
+  came for longer than the run's own cadence allows, 'running' after any event, else 'starting';
+- untrusted files: config.yaml, meta.json, plan.json and stderr.log are read through
+  app.runlib.safeio (app.runlib.runfiles); refused ones are named in ``file_notes``; every
+  string that reaches a person is cleaned of control characters.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from collections import Counter
 from pathlib import Path
 
-import yaml
-
+from . import runfiles
+from .liveness import Cadence, StatusMixin
 from .records import (  # noqa: F401 - re-exported
     END_STATUS, NONFINITE_CODES, Adjustment, StepPoint, _float, _int, _pairs, _unix_time, describe_exit,
     live_from_config_dict, sanitize_event,
 )
+from .safeio import clean, clean_value
 
-class RunState:
+
+class RunState(StatusMixin):
     """The run as its files describe it. Feed it with :meth:`apply` and :meth:`apply_command`."""
 
     def __init__(self, run_dir: str | os.PathLike | None = None, name: str | None = None,
                  *, max_steps: int = 2000, max_warnings: int = 200):
         self.run_dir = Path(run_dir) if run_dir is not None else None
-        self.name = name or (self.run_dir.name if self.run_dir else "")
+        self.name = clean(name or (self.run_dir.name if self.run_dir else ""))
         self.max_steps = max(int(max_steps), 4)
         self.max_warnings = max(int(max_warnings), 1)
         self.config: dict = {}
@@ -62,9 +66,9 @@ class RunState:
         self.paused_event: dict | None = None  # the last 'paused' event
         self.end: dict | None = None
         self.exit_info: dict | None = None  # exit.json of the trainer process (set by Run)
-        # (after_seq, since_t) while a restart (segwatch resume) waits for its start event: the
-        # old record's end, exit.json and dead pid say nothing about the new process (set by Run)
-        self.restart_pending: tuple[int | None, float] | None = None
+        # (after_seq, since_t, attempt) while a restart (segwatch resume) waits for its start event:
+        # the old record's end, exit.json and dead pid say nothing about the new process (set by Run)
+        self.restart_pending: tuple[int | None, float, str | None] | None = None
         self.process_gone = False  # the trainer's pid is gone without an end event (set by Run)
         # what the launcher's scheduler says about the run's job (app.launchers.JobInfo; None for
         # local runs; set by Run): QUEUED with SLURM's reason, or SLURM's word for how it ended
@@ -77,25 +81,24 @@ class RunState:
         self.events_seen = 0
         self.last_event_t: float | None = None
         self.last_seq: int | None = None
+        self.last_event: dict | None = None  # the last event read (what the trainer did last)
+        self.cadence = Cadence()  # gaps between events: the stall bound (app.runlib.liveness)
+        self.file_notes: dict[str, str] = {}  # file name -> why it was refused (safeio)
         if self.run_dir is not None:
             self.load_files()
 
     # -- files next to the record -------------------------------------------------------
 
     def load_files(self) -> None:
-        """(Re)load config.yaml and meta.json; missing or broken files leave {}."""
+        """(Re)load config.yaml and meta.json; missing, broken or refused files leave {}."""
         if self.run_dir is None:
             return
-        try:
-            cfg = yaml.safe_load((self.run_dir / "config.yaml").read_text(encoding="utf-8", errors="replace"))
-            self.config = cfg if isinstance(cfg, dict) else {}
-        except (OSError, yaml.YAMLError):
-            pass
-        try:
-            meta = json.loads((self.run_dir / "meta.json").read_bytes())
-            self.meta = meta if isinstance(meta, dict) else {}
-        except (OSError, ValueError):
-            pass
+        cfg = runfiles.read_mapping(self.run_dir / "config.yaml", self.file_notes, yaml_file=True)
+        if cfg is not None:
+            self.config = cfg
+        meta = runfiles.read_mapping(self.run_dir / "meta.json", self.file_notes)
+        if meta is not None:
+            self.meta = meta
         self.load_plan()
         if self.start is None:
             self.live = live_from_config_dict(self.config)
@@ -116,66 +119,12 @@ class RunState:
         """Record lines that could not be read plus events whose fields made no sense: skipped."""
         return self.bad_event_lines + self.bad_control_lines + self.bad_events
 
-    @property
-    def status(self) -> str:
-        by_job = self.job.status_for(self) if self.job is not None else None
-        if by_job is not None:
-            return by_job
-        if self.restart_pending is not None:
-            return "crashed" if self._restart_failed() else "starting"
-        if self.end is not None:
-            return END_STATUS.get(str(self.end.get("reason")), "crashed")
-        if self.exit_info is not None or self.process_gone:
-            return "crashed"
-        if self.events_seen == 0:
-            planned = self.plan.get("state")  # a run a plan has not started (app/plan)
-            return "queued" if planned == "queued" else "skipped" if planned in ("skipped", "cancelled") else "starting"
-        return "paused" if self.paused else "running"
-
     def load_plan(self) -> None:
         """(Re)load plan.json: written by a plan's scheduler for the runs it starts or skips."""
-        try:
-            plan = json.loads((self.run_dir / "plan.json").read_bytes()) if self.run_dir else {}
-            self.plan = plan if isinstance(plan, dict) else {}
-        except (OSError, ValueError):
-            pass
-
-    def _restart_failed(self) -> bool:
-        """The restarted process's supervisor wrote exit.json before any start event."""
-        t = (self.exit_info or {}).get("t")
-        return isinstance(t, (int, float)) and self.restart_pending is not None and t >= self.restart_pending[1]
-
-    @property
-    def crash_reason(self) -> str | None:
-        if self.status != "crashed":
-            return None
-        if self.job is not None and self.job.status_for(self) == "crashed":
-            return self.job.crash_reason()
-        if self.restart_pending is not None:
-            return describe_exit(self.exit_info or {})
-        if self.end is not None:
-            if self.end.get("reason") != "crashed":
-                return f"ended with an unknown reason {self.end.get('reason')!r}"
-            return str(self.end.get("error") or "the trainer reported a crash")
-        if self.exit_info is not None:
-            return describe_exit(self.exit_info)
-        return "the trainer process is gone without an end event"
-
-    def status_detail(self) -> str:
-        by_job = self.job.detail_for(self) if self.job is not None else None
-        if by_job is not None:
-            return by_job
-        s = self.status
-        if s == "crashed":
-            return f"crashed: {self.crash_reason}"
-        if s in ("queued", "skipped"):
-            p = self.plan
-            why = (p.get("decision") or {}).get("why") or (f"waits for {p['after']}" if p.get("after") else "")
-            return f"{s} in plan {p.get('plan')}" + (f": {why}" if why else "")
-        where = self.paused_event if self.paused_event and "step" in self.paused_event else self.last_step
-        if s == "paused" and where:
-            return f"paused at epoch {where.get('epoch')}, step {where.get('step')}"
-        return s
+        if self.run_dir is not None:
+            plan = runfiles.read_mapping(self.run_dir / "plan.json", self.file_notes)
+            if plan is not None:
+                self.plan = plan
 
     def history(self) -> list[dict]:
         """Epoch events sorted by epoch (after segment replacement)."""
@@ -201,26 +150,10 @@ class RunState:
         return self._by_id.get(cmd_id)
 
     def stderr_tail(self, n: int = 5, max_bytes: int = 64 * 1024) -> list[str]:
-        """The last ``n`` non-blank lines of stderr.log, read backwards from its end."""
+        """The last ``n`` non-blank lines of stderr.log, read backwards from its end, cleaned."""
         if self.run_dir is None or n <= 0:
             return []
-        try:
-            with open(self.run_dir / "stderr.log", "rb") as f:
-                size = f.seek(0, os.SEEK_END)
-                data = b""
-                pos = size
-                while pos > 0 and data.count(b"\n") <= n + 1 and size - pos < max_bytes:
-                    step = min(8192, pos)
-                    pos -= step
-                    f.seek(pos)
-                    data = f.read(step) + data
-        except OSError:
-            return []
-        lines = [ln.rstrip("\r") for ln in data.decode("utf-8", errors="replace").split("\n")]
-        if pos > 0 and lines:
-            lines = lines[1:]  # the first one is probably cut
-        lines = [ln for ln in lines if ln.strip()]
-        return lines[-n:]
+        return runfiles.stderr_tail(self.run_dir, n, self.file_notes, max_bytes)
 
     # -- feeding ------------------------------------------------------------------------
 
@@ -237,6 +170,8 @@ class RunState:
         seq = event.get("seq")
         if type(seq) is int:
             self.last_seq = seq
+        self.last_event = event
+        self.cadence.feed(typ, t)
         if handler is None:
             return
         event, bad = sanitize_event(event)
@@ -266,7 +201,7 @@ class RunState:
             self.live = dict(ev["live"])
         if _int(ev.get("epochs")) is not None:
             self.total_epochs = _int(ev["epochs"])
-        if isinstance(ev.get("name"), str) and ev["name"] and not self.name:
+        if isinstance(ev.get("name"), str) and ev["name"] and not self.name:  # cleaned by sanitize_event
             self.name = ev["name"]
         self.paused = False
         self.end = None
@@ -368,7 +303,7 @@ class RunState:
                     self.total_epochs = _int(new)
         else:
             adj.status = "refused"
-            adj.answer_reason = str(ev.get("reason") or "")
+            adj.answer_reason = clean(ev.get("reason") or "")
 
     def _on_paused(self, ev: dict) -> None:
         self.paused = True
@@ -406,10 +341,10 @@ class RunState:
                 adj = Adjustment(id=None)
                 self._no_id_by_line[line_no] = adj
                 self.adjustments.append(adj)
-        adj.cmd = cmd.get("cmd") if isinstance(cmd.get("cmd"), str) else adj.cmd
-        adj.values = values
-        adj.reason = str(cmd.get("reason") or "")
-        adj.source = str(cmd.get("source") or "")
+        adj.cmd = clean(cmd["cmd"]) if isinstance(cmd.get("cmd"), str) else adj.cmd
+        adj.values = clean_value(values)
+        adj.reason = clean(cmd.get("reason") or "")
+        adj.source = clean(cmd.get("source") or "")
         t = cmd.get("t")
         adj.sent_t = _unix_time(t)
         adj.line = line_no

@@ -14,6 +14,8 @@ import json.scanner
 import os
 from pathlib import Path
 
+from .safeio import Refused, open_fd
+
 MAX_LINE = 1 << 20  # a longer line is skipped and counted, never held in memory whole
 CHUNK = 1 << 20  # bytes per read() call
 _scan = json.scanner.make_scanner(json.JSONDecoder())
@@ -48,6 +50,7 @@ class JsonlTail:
         self.was_reset = False
         self.more = False
         self.missing = False  # the file was not there at the last read
+        self.refused = ""  # why the file was not read (a FIFO, a directory, a link...), or ""
         self._partial = bytearray()
         self._skipping = False  # inside a line longer than max_line: drop bytes until '\n'
         self._ident: tuple[int, int] | None = None  # (st_dev, st_ino) of the file being read
@@ -93,7 +96,7 @@ class JsonlTail:
         self.was_reset = False
         self.more = False
         try:
-            st = os.stat(self.path)
+            st = os.lstat(self.path)
         except (FileNotFoundError, NotADirectoryError):
             self.missing = True
             return []  # not there (yet): empty; a file that reappears is noticed by its inode
@@ -107,10 +110,14 @@ class JsonlTail:
         if st.st_size == self.offset and self._ident is not None:
             return []
         try:
-            fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+            fd = open_fd(self.path)  # a regular file only: never a FIFO (it would hang), a link, a folder
+        except Refused as e:
+            self.refused = str(e)
+            return []
         except OSError as e:
             self.last_error = f"{self.path}: {e.strerror or e}"
             return []
+        self.refused = ""
         out: list[tuple[int, dict]] = []
         try:
             if self.offset and self._head and os.pread(fd, len(self._head), 0) != self._head:

@@ -104,7 +104,8 @@ class Watcher:
                 # every event but a step (epoch, answer, warning, end...) is shown at once
                 major = (getattr(run, "generation", 0), st.status, st.events_seen - st.steps_seen,
                          len(st.adjustments), len(st.pending()), st.bad_lines, st.crash_reason,
-                         _gpu_key(self._gpu[i]), getattr(st, "read_note", ""))
+                         _gpu_key(self._gpu[i]), getattr(st, "read_note", ""),
+                         int((st.stalled_for() or 0) // 5))  # a stall's "no event for N s" every 5 s
                 fp = (major, st.events_seen)
                 if fp == self._prints[i]:
                     continue

@@ -37,7 +37,7 @@ class Record:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.name = name or self.dir.name
         self.seq = 0
-        self.t = 1_764_423_000.0
+        self.t = time.time()  # now: a record of the past would be (rightly) shown stalled
         self.step = 0
         self.steps_per_epoch = 10
         self.live = dict(DEFAULT_LIVE)

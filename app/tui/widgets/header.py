@@ -39,8 +39,9 @@ class PaneHeader(ViewWidget):
         t.append("  ")
         t.append(f" {v.colour.upper()} ", style=f"bold black on {c}")
         t.append(f"  {v.phase}", style="bold")
-        t.append(f"  {v.status_detail if v.status in ('paused', 'crashed') else v.status}",
-                 style="red" if v.status == "crashed" else "yellow" if v.status == "paused" else "")
+        t.append(f"  {v.status_detail if v.status in ('paused', 'crashed', 'stalled') else v.status}",
+                 style="bold red" if v.status == "stalled" else "red" if v.status == "crashed"
+                 else "yellow" if v.status == "paused" else "")
         if v.warning_counts.get("synthetic_data"):
             t.append("  ")
             t.append(" SYNTHETIC DATA ", style="bold white on magenta")
