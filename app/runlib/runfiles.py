@@ -17,14 +17,17 @@ from . import safeio
 
 
 def read_mapping(path: Path, notes: dict[str, str], *, yaml_file: bool = False,
-                 max_bytes: int = safeio.MEDIUM) -> dict | None:
+                 max_bytes: int | None = None) -> dict | None:
     """The JSON/YAML mapping in ``path`` with its strings cleaned; None if absent or unusable.
 
     A file refused by safeio (not a regular file, too big, too deep) is noted in ``notes``
     under its name; a later good read removes the note.
     """
     try:
-        data: Any = (safeio.load_yaml(path, max_bytes) if yaml_file else safeio.load_json(path, max_bytes))
+        if yaml_file:
+            data: Any = safeio.load_yaml(path, max_bytes or safeio.YAML_CAP)
+        else:
+            data = safeio.load_json(path, max_bytes or safeio.MEDIUM)
     except safeio.Refused as e:
         notes[path.name] = str(e)
         return None

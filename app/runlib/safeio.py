@@ -32,17 +32,14 @@ import yaml
 MAX_DEPTH = 32  # nesting of any JSON/YAML document in a run directory (ours are <= 4 deep)
 MAX_NODES = 200_000  # values in one YAML document after aliases
 SMALL = 64 * 1024  # exit.json, trainer.pid
-MEDIUM = 1 << 20  # config.yaml, meta.json, a run's plan.json
+MEDIUM = 1 << 20  # meta.json, a run's plan.json
+YAML_CAP = 256 * 1024  # config.yaml (a resolved config is ~2 KB; the pure-Python parser is slow)
 LARGE = 16 << 20  # a plan file (plans/<plan>.json) of a big sweep
 
 _FLAGS = os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
 _KINDS = ((stat_mod.S_ISDIR, "a directory"), (stat_mod.S_ISFIFO, "a FIFO (named pipe)"),
           (stat_mod.S_ISSOCK, "a socket"), (stat_mod.S_ISCHR, "a character device"),
           (stat_mod.S_ISBLK, "a block device"), (stat_mod.S_ISLNK, "a symbolic link"))
-try:
-    _Loader: Any = yaml.CSafeLoader
-except AttributeError:  # PyYAML built without libyaml
-    _Loader = yaml.SafeLoader
 
 
 class Refused(OSError):
@@ -185,14 +182,14 @@ def load_json(path: str | os.PathLike, max_bytes: int = MEDIUM, max_depth: int =
     return parse_json(path, read_bytes(path, max_bytes), max_depth)
 
 
-def load_yaml(path: str | os.PathLike, max_bytes: int = MEDIUM, max_depth: int = MAX_DEPTH) -> Any:
+def load_yaml(path: str | os.PathLike, max_bytes: int = YAML_CAP, max_depth: int = MAX_DEPTH) -> Any:
     """Parse a YAML file of a run directory (safe loader). Refused / OSError / yaml.YAMLError."""
     data = read_bytes(path, max_bytes)
     _check_depth(path, data, max_depth)  # flow style: [[[...]]]
     if _indent_depth(data) > max_depth * 8:
         raise Refused(path, f"is nested more than {max_depth} levels deep")
     try:
-        obj = yaml.load(data.decode("utf-8", errors="replace"), Loader=_Loader)  # noqa: S506 - a safe loader
+        obj = yaml.safe_load(data.decode("utf-8", errors="replace"))
     except RecursionError:
         raise Refused(path, f"is nested more than {max_depth} levels deep") from None
     if value_depth(obj, max_depth) > max_depth:
