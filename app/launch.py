@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
+from app.preflight import check_data
 from trainer.config import ConfigError, load_config
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -100,6 +101,7 @@ def plan_runs(configs: Sequence[str | Path], sets: Sequence[str] = (), *, runs_d
     for c in configs:
         path = Path(c)
         cfg = load_config(path, list(sets))
+        check_data(cfg, _source(path, sets))  # a missing data.root before any run directory exists
         loaded.append((path, cfg))
     names = []
     for path, cfg in loaded:
@@ -119,6 +121,11 @@ def plan_runs(configs: Sequence[str | Path], sets: Sequence[str] = (), *, runs_d
         args += ["--set", f"name={run_dir.name}", "--run-dir", str(run_dir.resolve()), "--device", device]
         specs.append(LaunchSpec(path, run_dir, run_dir.name, args, g, n))
     return specs
+
+
+def _source(path: Path, sets: Sequence[str]) -> str:
+    """How trainer.config names a config in its errors: 'A.yaml (with --set k=v ...)'."""
+    return str(path) + (f" (with {' '.join('--set ' + s for s in sets)})" if sets else "")
 
 
 def resume_spec(run_dir: Path, device: str = "auto") -> LaunchSpec:

@@ -22,6 +22,7 @@ from app import launch
 from app.health import RulesError, load_rules
 from app.plan.gate import DEFAULT_GATE, NAMES, Gate, GateError
 from app.plan.model import Plan, PlanItem, plans_dir
+from app.preflight import check_data
 from trainer.config import ConfigError, all_keys, load_config
 from trainer.live import LIVE_KEYS
 
@@ -112,7 +113,8 @@ def build_plan(args: argparse.Namespace, runs_dir: Path) -> tuple[Plan, list[Any
             runs.append((configs[0], sets + [f"{k}={v}" for k, v in combo], sweep_name(base, combo),
                          [k for k, _ in combo]))
     loaded = [load_config(c, s) for c, s, _, _ in runs]  # every combination validates before anything starts
-    for (c, _, _, _), cfg in zip(runs, loaded):
+    for (c, s, _, _), cfg in zip(runs, loaded):
+        check_data(cfg, launch._source(Path(c), s))  # data.root before any run directory is reserved
         try:
             load_rules(overrides=cfg.health or None, source=str(c))
         except RulesError as e:

@@ -265,3 +265,55 @@ def test_stall_bound_follows_the_runs_own_cadence(monkeypatch):
     assert st.status == "paused"  # a pause is a person's choice, never a stall
     st.apply({"type": "resumed", "t": t + 10_000, "seq": 8, "epoch": 2, "step": 5})
     assert st.stall_bound() == 4 * 81.0  # the pause is not a gap; the 81 s hang is (self-correcting)
+
+
+# -- item 7: what can be checked before a run directory is made ---------------------------------
+
+
+def _leftovers(runs: Path) -> list[str]:
+    return sorted(str(p.relative_to(runs)) for p in runs.rglob("*")) if runs.exists() else []
+
+
+def test_a_missing_data_root_is_refused_before_any_run_directory_exists(tmp_path):
+    runs = tmp_path / "runs"
+    missing = tmp_path / "no-such-data"
+    res = segwatch("run", str(CONFIGS / "lmsa_focal.yaml"), "--set", f"data.root={missing}", "--runs-dir", str(runs),
+                   "--headless", "--device", "cpu", timeout=120)
+    assert res.returncode == 2, res.stdout + res.stderr
+    err = res.stderr.strip().splitlines()
+    assert len(err) == 1 and "data.root" in err[0] and "does not exist" in err[0] and "allowed:" in err[0], err
+    assert _leftovers(runs) == []  # no run directory, nothing taking the name
+    assert "lmsa_focal" not in segwatch("ls", str(runs)).stdout
+
+
+def test_a_data_root_of_neither_layout_and_a_plan_are_refused_up_front(tmp_path):
+    runs = tmp_path / "runs"
+    data = tmp_path / "data"
+    (data / "train" / "images").mkdir(parents=True)  # mini layout without masks or val
+    res = segwatch("run", str(CONFIGS / "baseline.yaml"), str(CONFIGS / "lmsa_focal.yaml"), "--serial",
+                   "--set", f"data.root={data}", "--set", "data.format=mini", "--runs-dir", str(runs), "--headless",
+                   "--device", "cpu", timeout=120)
+    assert res.returncode == 2, res.stdout + res.stderr
+    line = res.stderr.strip()
+    assert "\n" not in line and "folder missing for data.format mini" in line and "train/masks/" in line, line
+    assert _leftovers(runs) == []
+
+
+def test_preflight_accepts_the_layouts_the_trainer_accepts(tmp_path):
+    from app.preflight import check_data
+    from trainer.config import ConfigError, load_config
+
+    mini, celeb = tmp_path / "mini", tmp_path / "celeb"
+    for d in ("train/images", "train/masks", "val/images", "val/masks"):
+        (mini / d).mkdir(parents=True)
+    for d in ("CelebA-HQ-img", "CelebAMask-HQ-mask-anno"):
+        (celeb / d).mkdir(parents=True)
+    for root in (mini, celeb):
+        check_data(load_config(CONFIGS / "lmsa.yaml", [f"data.root={root}"]), "x.yaml")
+    check_data(load_config(CONFIGS / "lmsa.yaml", []), "x.yaml")  # synthetic
+    try:
+        check_data(load_config(CONFIGS / "lmsa.yaml", [f"data.root={celeb}", "data.format=mini"]), "x.yaml")
+    except ConfigError as e:
+        assert "train/images/" in str(e)
+    else:
+        raise AssertionError("a CelebAMask-HQ folder passed as data.format mini")
