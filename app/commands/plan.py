@@ -21,6 +21,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("plan", nargs="?", metavar="PLAN", help="plan name (under RUNS/plans) or plan file")
     p.add_argument("--cancel", action="store_true", help="cancel the plan's queued runs")
+    p.add_argument("--continue", dest="continue_", action="store_true",
+                   help="continue an interrupted plan (its scheduler died) from where it stopped: runs already "
+                   "started are followed to their end, queued runs start as their gates decide; decisions so far are kept")
     p.add_argument("--runs-dir", default=None, metavar="DIR", help="folder of runs ($SEGWATCH_RUNS or ./runs)")
     p.set_defaults(func=cmd_plan)
 
@@ -48,12 +51,13 @@ def cmd_plan(args: argparse.Namespace) -> int:
             print(f"no plans under {runs_dir} (start one: segwatch run --serial A.yaml B.yaml)")
             return 0
         for f in found:
-            try:
-                pl = load_plan(f)
-            except ValueError as e:
-                print(f"{f.stem}: {e}")
+            w = PlanWatch(f)
+            w.refresh()
+            if w.plan is None:
+                print(f"{f.stem}: {w.error}")
                 continue
-            print(f"{pl.name}  {pl.kind}  {pl.status}  " + ", ".join(f"{it.name}:{it.state}" for it in pl.items))
+            pl = w.plan
+            print(f"{pl.name}  {pl.kind}  {w.status()}  " + ", ".join(f"{it.name}:{w.item_state(it)}" for it in pl.items))
         return 0
     path = _find(args.plan, runs_dir)
     if path is None:
@@ -66,6 +70,13 @@ def cmd_plan(args: argparse.Namespace) -> int:
     if w.plan is None:
         print(f"segwatch: {w.error}", file=sys.stderr)
         return 2
+    if args.continue_ and args.cancel:
+        print("segwatch: --continue and --cancel: use one of them", file=sys.stderr)
+        return 2
+    if args.continue_:
+        rc = _continue(w)
+        if rc:
+            return rc
     if args.cancel:
         if w.plan.finished:
             print(f"segwatch: plan {w.plan.name} is already {w.plan.status}", file=sys.stderr)
@@ -80,7 +91,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
                 break
             time.sleep(0.1)  # another process's file: nothing to wait on but the file itself
     p = w.plan
-    print(f"plan {p.name} ({p.kind}, {p.status}; at most {p.max_parallel} at once)")
+    print(f"plan {p.name} ({p.kind}, {w.status()}; at most {p.max_parallel} at once)")
     for i, it in enumerate(p.items):
         line = f"  {i + 1}. {it.name:<24} {w.item_state(it)}"
         if it.gate:
@@ -91,3 +102,36 @@ def cmd_plan(args: argparse.Namespace) -> int:
     if p.note:
         print(f"  last: {p.note}")
     return 0
+
+
+def _continue(w) -> int:
+    """Start a new scheduler on an interrupted plan; 0 once it has taken the plan over."""
+    from app.plan.start import start_scheduler
+
+    p = w.plan
+    if p.finished:
+        print(f"segwatch: plan {p.name} is {p.status}: nothing to continue", file=sys.stderr)
+        return 2
+    if w.scheduler_alive():
+        print(f"segwatch: plan {p.name} is running (scheduler pid {p.scheduler_pid}): nothing to continue",
+              file=sys.stderr)
+        return 2
+    proc = start_scheduler(p)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            w.refresh()
+            if proc.returncode == 0 and w.plan.finished:
+                print(f"segwatch: plan {p.name} continued and is {w.plan.status}", file=sys.stderr)
+                return 0
+            print(f"segwatch: the scheduler of {p.name} exited at once (code {proc.returncode}); "
+                  f"see {Path(p.path).with_suffix('.log')}", file=sys.stderr)
+            return 1
+        w.refresh()
+        if w.plan.scheduler_pid == proc.pid:
+            print(f"segwatch: plan {p.name} continued (scheduler pid {proc.pid})", file=sys.stderr)
+            return 0
+        time.sleep(0.05)  # another process's file: nothing to wait on but the file itself
+    print(f"segwatch: the new scheduler of {p.name} (pid {proc.pid}) has not taken the plan over after 30 s",
+          file=sys.stderr)
+    return 1

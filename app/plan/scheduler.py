@@ -21,6 +21,10 @@ from pathlib import Path
 from app import launch
 from app.plan.gate import Gate, fmt
 from app.plan.model import Plan, load_plan, read_result
+from app.runlib import Run
+
+OVER = ("finished", "early_stop", "stopped", "crashed")
+ADOPTED_POLL_S = 1.0  # how often runs started by an earlier scheduler are looked at
 
 
 class Cancelled(Exception):
@@ -32,6 +36,7 @@ class Scheduler:
         self.plan = plan
         self.python = python
         self.running: dict[int, int] = {}  # supervisor pid -> item index
+        self.adopted: set[int] = set()  # items started by an earlier scheduler of this plan (--continue)
         self.gpus = launch.visible_gpus() if plan.device != "cpu" else []
         self.cancel_reason = ""
         self.cancelled = False
@@ -99,7 +104,7 @@ class Scheduler:
             if ok is False:
                 self.plan.save()
                 continue
-            if len(self.running) >= max(1, self.plan.max_parallel):
+            if len(self.running) + len(self.adopted) >= max(1, self.plan.max_parallel):
                 break
             if self.cancelled:
                 raise Cancelled()
@@ -108,26 +113,33 @@ class Scheduler:
 
     def run(self) -> int:
         p = self.plan
+        continued = p.status in ("running", "created") and p.scheduler_pid not in (None, os.getpid())
+        self.adopted = {i for i, it in enumerate(p.items) if it.state == "started"}
         p.status, p.scheduler_pid = "running", os.getpid()
         p.save()
-        self.say(f"{len(p.items)} runs, at most {p.max_parallel} at once")
+        if continued:
+            self.say(f"continued after its scheduler stopped: {len(self.adopted)} run(s) started before, "
+                     f"{sum(it.state == 'queued' for it in p.items)} queued")
+        else:
+            self.say(f"{len(p.items)} runs, at most {p.max_parallel} at once")
         try:
             while True:
                 if self.cancelled:
                     raise Cancelled()
+                self._check_adopted()
                 self.step()
-                if not self.running:
+                if not self.running and not self.adopted:
                     break
-                pid, _ = self._wait_child()
+                if self.adopted:  # not our children: no os.wait for them; look at their records
+                    pid = self._poll_child(ADOPTED_POLL_S)
+                    if pid is None:
+                        continue
+                else:
+                    pid, _ = self._wait_child()
                 i = self.running.pop(pid, None)
                 if i is None:
                     continue
-                it = p.items[i]
-                it.state, it.ended_t = "ended", time.time()
-                it.result = read_result(it.run_dir)
-                self.say(f"{it.name} ended: {it.result.get('status')}, best val F "
-                         f"{fmt(it.result.get('best_val_f'))} at epoch {it.result.get('best_epoch')}")
-                p.save()
+                self._ended(i)
             p.status = "done"
             self.say("done: " + ", ".join(f"{it.name} {it.state}" for it in p.items))
         except Cancelled:
@@ -153,6 +165,40 @@ class Scheduler:
             p.scheduler_pid = None
             p.save()
         return 0 if p.status == "done" else 1
+
+    def _ended(self, i: int) -> None:
+        it = self.plan.items[i]
+        it.state, it.ended_t = "ended", time.time()
+        it.result = read_result(it.run_dir)
+        self.say(f"{it.name} ended: {it.result.get('status')}, best val F "
+                 f"{fmt(it.result.get('best_val_f'))} at epoch {it.result.get('best_epoch')}")
+        self.plan.save()
+
+    def _check_adopted(self) -> None:
+        """Runs an earlier scheduler started: ended once their record says so and the process is gone."""
+        for i in sorted(self.adopted):
+            run = Run(self.plan.items[i].run_dir)
+            run.refresh()
+            if run.state.status in OVER and run.process_alive() is not True:
+                self.adopted.discard(i)
+                self._ended(i)
+
+    def _poll_child(self, timeout: float) -> int | None:
+        """A child (supervisor) that exited within ``timeout`` s, else None; cancel signals still work."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.cancelled:
+                raise Cancelled()
+            try:
+                pid, _ = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                pid = 0
+            if pid:
+                return pid
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            time.sleep(min(0.2, left))  # another process's run: nothing to block on but its files
 
     def _wait_child(self) -> tuple[int, int]:
         self.waiting = True

@@ -23,6 +23,7 @@ class PlanWatch:
         self.error = ""
         self._mtime: int | None = None
         self._said: set = set()
+        self._runs: dict = {}  # run_dir -> app.runlib.Run of started items (their state, read live)
 
     def refresh(self) -> bool:
         """Re-read the plan file if it changed; True when it did."""
@@ -97,8 +98,9 @@ class PlanWatch:
                        + (f" ({p.note})" if p.status == "failed" and p.note else ""))
         if not p.finished and p.status != "created" and self.abandoned() and self._once(("abandoned",)):
             q = [it.name for it in p.items if it.state == "queued"]
-            out.append(f"plan {p.name}: its scheduler (pid {p.scheduler_pid}) is gone; "
-                       f"queued runs will not start: {', '.join(q) or 'none'}")
+            out.append(f"plan {p.name}: interrupted: its scheduler (pid {p.scheduler_pid}) is gone; "
+                       f"queued runs will not start: {', '.join(q) or 'none'}"
+                       + (f"; continue it with: segwatch plan {p.name} --continue" if q else ""))
         return out
 
     def _once(self, key: tuple) -> bool:
@@ -107,12 +109,34 @@ class PlanWatch:
         self._said.add(key)
         return True
 
-    @staticmethod
-    def item_state(it) -> str:
+    def status(self) -> str:
+        """The plan's status as people should read it: 'interrupted (...)' when its scheduler died."""
+        p = self.plan
+        if p is None:
+            return "unreadable"
+        if not p.finished and p.status != "created" and self.abandoned():
+            return f"interrupted (its scheduler, pid {p.scheduler_pid}, is gone)"
+        return p.status
+
+    def item_state(self, it) -> str:
+        """An item's state; a started run's from its own record (its scheduler may be gone)."""
         if it.state == "ended" and it.result:
             r = it.result
             return f"{r.get('status')} (best val F {fmt(r.get('best_val_f'))} @{r.get('best_epoch')})"
-        return {"started": "running"}.get(it.state, it.state)
+        if it.state == "started":
+            from app.runlib import Run
+
+            run = self._runs.get(it.run_dir)
+            if run is None:
+                run = self._runs[it.run_dir] = Run(it.run_dir)
+            run.refresh()  # incremental: cheap when nothing changed
+            st = run.state
+            if st.best_val_f is not None:
+                return f"{st.status} (best val F {fmt(st.best_val_f)} @{st.best_epoch})"
+            return st.status
+        if it.state == "queued" and self.plan is not None and self.abandoned() and not self.plan.finished:
+            return "queued (will not start until: segwatch plan " + self.plan.name + " --continue)"
+        return it.state
 
     def markup(self) -> str:
         """The queue for the cockpit (Rich markup): each run, the gates between them, outcomes."""
@@ -121,7 +145,7 @@ class PlanWatch:
             return f"[red]plan: {self.error or 'not readable yet'}[/]"
         status = p.status
         if self.abandoned() and not p.finished:
-            status = "[red]scheduler gone: queued runs will not start[/]"
+            status = f"[red]interrupted: scheduler gone, queued runs will not start (segwatch plan {p.name} --continue)[/]"
         head = f"[b]{'Plan B (serial)' if p.kind == 'serial' else 'Sweep'}[/b] {p.name} · {status}"
         if p.kind == "sweep":
             head += f" · at most {p.max_parallel} at once"

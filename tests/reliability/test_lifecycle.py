@@ -317,3 +317,67 @@ def test_preflight_accepts_the_layouts_the_trainer_accepts(tmp_path):
         assert "train/images/" in str(e)
     else:
         raise AssertionError("a CelebAMask-HQ folder passed as data.format mini")
+
+
+# -- item 8: a plan whose scheduler died --------------------------------------------------------
+
+
+def _plan_file(runs: Path) -> Path | None:
+    found = sorted((runs / "plans").glob("*.json")) if (runs / "plans").is_dir() else []
+    return found[0] if found else None
+
+
+def _plan(runs: Path) -> dict:
+    f = _plan_file(runs)
+    try:
+        return json.loads(f.read_text()) if f else {}
+    except ValueError:  # never torn (atomic rename), but be safe
+        return {}
+
+
+def test_a_plan_whose_scheduler_died_shows_interrupted_and_can_be_continued(tmp_path):
+    runs = tmp_path / "runs"
+    sets = [a for s in [*TINY, "training.epochs=2", "debug.step_delay=0.1"] for a in ("--set", s)]
+    viewer = subprocess.Popen([sys.executable, "-m", "app", "run", str(CONFIGS / "baseline.yaml"),
+                               str(CONFIGS / "lmsa_focal.yaml"), "--serial", "--gate", "epochs >= 1", *sets,
+                               "--runs-dir", str(runs), "--headless", "--device", "cpu"],
+                              cwd=ROOT, env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              start_new_session=True)
+    sched = None
+    try:
+        plan = wait_for(lambda: (p := _plan(runs)).get("scheduler_pid") and p["items"][0]["state"] == "started" and p,
+                        120, "the plan's first run started")
+        sched = plan["scheduler_pid"]
+        os.kill(sched, signal.SIGKILL)  # the scheduler dies; its first run goes on
+        _kill_group(viewer)
+        first = Path(plan["items"][0]["run_dir"])
+        wait_for(lambda: refreshed(first).state.status == "finished", 240, "the first run to finish")
+        name = plan["name"]
+        shown = segwatch("plan", name, "--runs-dir", str(runs))
+        assert shown.returncode == 0, shown.stderr
+        assert "interrupted" in shown.stdout and f"pid {sched}" in shown.stdout, shown.stdout
+        lines = shown.stdout.splitlines()
+        assert "finished" in next(ln for ln in lines if "1. baseline" in ln), shown.stdout  # not "running"
+        assert "--continue" in next(ln for ln in lines if "2. lmsa_focal" in ln), shown.stdout
+        listed = segwatch("plan", "--runs-dir", str(runs))
+        assert "interrupted" in listed.stdout and "baseline:finished" in listed.stdout, listed.stdout
+        cont = segwatch("plan", name, "--continue", "--runs-dir", str(runs))
+        assert cont.returncode == 0, cont.stdout + cont.stderr
+        assert "continued" in cont.stderr
+        done = wait_for(lambda: (p := _plan(runs)).get("status") == "done" and p, 300, "the continued plan done")
+        a, b = done["items"]
+        assert a["state"] == "ended" and a["result"]["status"] == "finished"
+        assert b["state"] == "ended" and b["decision"]["action"] == "start" and b["decision"]["after"] == "baseline"
+        assert refreshed(Path(b["run_dir"])).state.status == "finished"
+        assert "done" in segwatch("plan", name, "--runs-dir", str(runs)).stdout
+        again = segwatch("plan", name, "--continue", "--runs-dir", str(runs))
+        assert again.returncode == 2 and "nothing to continue" in again.stderr
+    finally:
+        _kill_group(viewer)
+        p = _plan(runs)
+        for pid in [p.get("scheduler_pid")] + [it.get("supervisor_pid") for it in p.get("items", [])]:
+            if pid:
+                try:
+                    os.killpg(pid, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
