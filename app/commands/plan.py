@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from app.runlib import default_runs_dir
+from app.runlib.safeio import clean
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -57,7 +58,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
                 print(f"{f.stem}: {w.error}")
                 continue
             pl = w.plan
-            print(f"{pl.name}  {pl.kind}  {w.status()}  " + ", ".join(f"{it.name}:{w.item_state(it)}" for it in pl.items))
+            print(clean(f"{pl.name}  {pl.kind}  {w.status()}  " + ", ".join(f"{it.name}:{w.item_state(it)}" for it in pl.items)))
         return 0
     path = _find(args.plan, runs_dir)
     if path is None:
@@ -91,16 +92,16 @@ def cmd_plan(args: argparse.Namespace) -> int:
                 break
             time.sleep(0.1)  # another process's file: nothing to wait on but the file itself
     p = w.plan
-    print(f"plan {p.name} ({p.kind}, {w.status()}; at most {p.max_parallel} at once)")
+    print(clean(f"plan {p.name} ({p.kind}, {w.status()}; at most {p.max_parallel} at once)"))
     for i, it in enumerate(p.items):
         line = f"  {i + 1}. {it.name:<24} {w.item_state(it)}"
         if it.gate:
             line += f"   gate: {it.gate}"
-        print(line)
+        print(clean(line))
         if it.decision and it.decision.get("why"):
-            print(f"       {it.decision.get('action')}: {it.decision['why']}")
+            print(clean(f"       {it.decision.get('action')}: {it.decision['why']}"))
     if p.note:
-        print(f"  last: {p.note}")
+        print(clean(f"  last: {p.note}"))
     return 0
 
 

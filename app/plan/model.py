@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from app.health import load_rules
-from app.runlib import Run
+from app.runlib import Run, safeio
 
 PLAN_VERSION = 1
 #: queued -> started -> ended, or queued -> skipped (a gate did not hold, or the run before it
@@ -112,7 +112,9 @@ def atomic_json(path: Path, data: Any) -> None:
 
 def load_plan(path: str | os.PathLike) -> Plan:
     try:
-        data = json.loads(Path(path).read_bytes())
+        data = safeio.load_json(path, safeio.LARGE)
+    except safeio.Refused as e:
+        raise ValueError(f"{path}: {e.why}; not read") from None
     except OSError as e:
         raise ValueError(f"{path}: cannot read the plan file: {e.strerror or e}") from None
     except ValueError as e:
@@ -137,10 +139,10 @@ def list_plans(runs_dir: str | os.PathLike) -> list[Path]:
 def read_run_record(run_dir: str | os.PathLike) -> dict | None:
     """A run's ``plan.json`` (None when it was not started by a plan, or is unreadable)."""
     try:
-        d = json.loads((Path(run_dir) / RUN_RECORD).read_bytes())
-    except (OSError, ValueError):
+        d = safeio.load_json(Path(run_dir) / RUN_RECORD)
+    except (OSError, ValueError):  # safeio.Refused is an OSError
         return None
-    return d if isinstance(d, dict) else None
+    return safeio.clean_value(d) if isinstance(d, dict) else None
 
 
 # --- the result a gate reads ----------------------------------------------------------------

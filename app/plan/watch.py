@@ -11,6 +11,7 @@ from pathlib import Path
 
 from app.plan.gate import fmt
 from app.plan.model import Plan, load_plan
+from app.runlib.safeio import clean
 
 STATE_MARK = {"queued": "○", "started": "●", "ended": "✓", "skipped": "⊘", "cancelled": "⊘"}
 
@@ -101,7 +102,7 @@ class PlanWatch:
             out.append(f"plan {p.name}: interrupted: its scheduler (pid {p.scheduler_pid}) is gone; "
                        f"queued runs will not start: {', '.join(q) or 'none'}"
                        + (f"; continue it with: segwatch plan {p.name} --continue" if q else ""))
-        return out
+        return [clean(x) for x in out]  # names, whys, notes come from files: no raw escapes
 
     def _once(self, key: tuple) -> bool:
         if key in self._said:
@@ -162,4 +163,4 @@ class PlanWatch:
             colour = {"ended": "blue", "started": "green", "skipped": "yellow", "cancelled": "yellow"}.get(it.state, "dim")
             parts.append(f"[{colour}]{STATE_MARK.get(it.state, '?')} {i + 1} {it.name} {self.item_state(it)}[/]")
         sep = " → " if p.kind == "serial" else "  "
-        return head + "\n" + sep.join(parts)
+        return clean(head + "\n" + sep.join(parts), newlines=True)  # no raw escapes from the plan file
