@@ -39,7 +39,7 @@ def _find(arg: str, runs_dir: Path) -> Path | None:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from app.plan.model import list_plans, load_plan
+    from app.plan.model import list_plans
     from app.plan.watch import PlanWatch
 
     runs_dir = Path(args.runs_dir) if args.runs_dir else default_runs_dir()

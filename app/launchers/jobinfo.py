@@ -17,7 +17,6 @@ RunState uses :meth:`JobInfo.status_for` / :meth:`JobInfo.detail_for`; None mean
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -97,8 +96,10 @@ def _older(start: dict | None, t: float) -> bool:
 
 
 def read_record(run_dir: Path) -> dict | None:
-    try:
-        data = json.loads((run_dir / "slurm.json").read_bytes())
+    from app.runlib import safeio  # here: app.runlib imports this module
+
+    try:  # a regular file only, size- and depth-capped (a FIFO here would hang every refresh)
+        data = safeio.load_json(run_dir / "slurm.json")
     except FileNotFoundError:
         return None
     except (OSError, ValueError):
