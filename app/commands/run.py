@@ -18,7 +18,7 @@ from app.plan import start as plan_start
 from app.runlib import Run, RunNotFound, default_runs_dir, list_runs, resolve_run
 from trainer.config import ConfigError, load_config
 
-ALIVE = ("starting", "running", "paused")
+ALIVE = ("starting", "running", "paused", "stalled")  # stalled: alive, no progress (never start a second trainer)
 
 
 def register(sub: argparse._SubParsersAction) -> None:

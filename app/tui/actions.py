@@ -67,7 +67,11 @@ class CockpitActions:
         name = v.name if v else f"run {index + 1}"
         what = f"set {changes_text({}, values, v.live if v else {})}" if cmd == "set" else cmd
         fut = self.watcher.submit(index, cmd, values, reason)
-        self.notify(f"{name}: {what} — sent, pending", title="adjustment", timeout=4)
+        if v is not None and v.status == "stalled":  # say so: it waits until the trainer moves again
+            self.notify(f"{name}: {what} — sent, but the run is {v.status_detail}; it is answered when the "
+                        "trainer makes progress again", title="adjustment", severity="error", timeout=10)
+        else:
+            self.notify(f"{name}: {what} — sent, pending", title="adjustment", timeout=4)
 
         def done(f: Future) -> None:  # runs on the watcher thread: post, never touch widgets
             err = None if f.exception() is None else str(f.exception())

@@ -60,13 +60,13 @@ def test_a_late_exit_json_of_the_previous_attempt_never_marks_the_resumed_run(tm
                                     cwd=ROOT, env=env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                     text=True, start_new_session=True)
         new_start = wait_for(lambda: events(d, "start")[1:], 180, "the resumed trainer's start event")[0]
-        assert new_start.get("attempt") and new_start["attempt"] != events(d, "start")[0].get("attempt")
         os.kill(spec.pid, signal.SIGCONT)
         wait_for(lambda: _exit_pid(d) == old_pid, 60, "the old attempt's late exit.json")
         late = json.loads((d / "exit.json").read_text())
-        assert late["returncode"] == 0 and late["attempt"] == events(d, "start")[0]["attempt"]
+        assert late["returncode"] == 0
         run = refreshed(d)
         assert run.state.status == "running", run.state.status_detail()
+        assert late["attempt"] == events(d, "start")[0]["attempt"] != new_start["attempt"]  # how it is told apart
         assert headless.poll() is None, headless.communicate()[0]
         stop = segwatch("stop", str(d), "--wait", "--timeout", "120")
         assert stop.returncode == 0, stop.stdout + stop.stderr
