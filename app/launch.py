@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Sequence
 
 from app.preflight import check_data
+from app.runlib import safeio
 from trainer.config import ConfigError, load_config
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -162,7 +163,11 @@ def start(spec: LaunchSpec, python: str | None = None, argv: list[str] | None = 
     """
     spec.run_dir.mkdir(parents=True, exist_ok=True)
     spec.attempt = spec.attempt or uuid.uuid4().hex[:16]
-    log = open(spec.run_dir / "supervisor.log", "ab")
+    try:  # a regular file only (a FIFO planted there would block `segwatch resume`)
+        log = os.fdopen(safeio.open_fd(spec.run_dir / "supervisor.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT,
+                                       0o644), "ab")
+    except safeio.Refused:
+        log = open(os.devnull, "ab")
     try:
         spec.proc = subprocess.Popen(
             argv or supervise_argv(spec, python),

@@ -17,7 +17,7 @@ removed before the child starts. The supervisor exits with the child's code (128
 killed by a signal; 127 when CMD cannot be started). The child gets its own process group, so a
 Ctrl-C in the terminal reaches it once, through the supervisor.
 
-Pure standard library (the app must not import torch; neither does this).
+Standard library plus app.runlib.safeio for opening the logs (never torch).
 """
 
 from __future__ import annotations
@@ -45,6 +45,12 @@ def write_exit(run_dir: Path, info: dict) -> None:
     os.replace(tmp, run_dir / "exit.json")
 
 
+def _open_log(path: Path):
+    from app.runlib import safeio
+
+    return os.fdopen(safeio.open_fd(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644), "ab")
+
+
 def supervise(run_dir: Path, cmd: list[str]) -> int:
     run_dir.mkdir(parents=True, exist_ok=True)
     try:
@@ -68,7 +74,16 @@ def supervise(run_dir: Path, cmd: list[str]) -> int:
     attempt = os.environ.get("SEGWATCH_ATTEMPT") or uuid.uuid4().hex[:16]
     os.environ["SEGWATCH_ATTEMPT"] = attempt  # the trainer writes it into its start event
     started = time.time()
-    with open(run_dir / "stdout.log", "ab") as out, open(run_dir / "stderr.log", "ab") as err:
+    try:  # regular files only: a FIFO or a link planted in the run directory is refused, never followed
+        out = _open_log(run_dir / "stdout.log")
+        err = _open_log(run_dir / "stderr.log")
+    except OSError as e:  # safeio.Refused, or the folder is not writable
+        msg = f"not started: {e}"
+        print(f"segwatch supervise: {msg}", file=sys.stderr)
+        write_exit(run_dir, {"returncode": 2, "signal": None, "t": time.time(), "pid": None,
+                             "started_t": started, "error": msg, "attempt": attempt})
+        return 2
+    with out, err:
         try:
             child = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=err, process_group=0)
         except OSError as e:

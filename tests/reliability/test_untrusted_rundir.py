@@ -237,3 +237,14 @@ def test_safeio_refuses_what_is_not_a_regular_file(tmp_path):
     assert safeio.load_json(tmp_path / "real") == {}
     assert safeio.clean("a\x1b[2Jb\tc\nd\u202e") == "a\\x1b[2Jb\\x09c\\x0ad\\u202e"
     assert json.loads(json.dumps(safeio.clean_value({"k\x07": ["\x9b"]}))) == {"k\\x07": ["\\x9b"]}
+
+
+def test_the_supervisor_refuses_a_fifo_log_instead_of_blocking(tmp_path):
+    run = tmp_path / "r"
+    run.mkdir()
+    os.mkfifo(run / "stdout.log")
+    res = subprocess.run([sys.executable, "-m", "app.supervise", str(run), "--", sys.executable, "-c", "pass"],
+                         capture_output=True, text=True, timeout=HANG, cwd=ROOT, env=env())
+    assert res.returncode == 2, res.stderr
+    info = json.loads((run / "exit.json").read_text())
+    assert info["returncode"] == 2 and "stdout.log is a FIFO" in info["error"]
