@@ -82,15 +82,21 @@ def cmd_plan(args: argparse.Namespace) -> int:
         if w.plan.finished:
             print(f"segwatch: plan {w.plan.name} is already {w.plan.status}", file=sys.stderr)
             return 2
-        if not w.scheduler_alive():
-            print(f"segwatch: the scheduler of {w.plan.name} is gone; nothing will start", file=sys.stderr)
-            return 1
-        os.kill(w.plan.scheduler_pid, signal.SIGTERM)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and not (w.refresh() and w.plan.finished):
-            if w.plan.finished:
-                break
-            time.sleep(0.1)  # another process's file: nothing to wait on but the file itself
+        if path.with_suffix(".slurm").exists():  # run by SLURM jobs: cancel the queued ones (app/launchers)
+            from app.launchers.slurm_plan import cancel_plan
+
+            print(f"segwatch: plan {w.plan.name} {cancel_plan(path)}", file=sys.stderr)
+            w.refresh()
+        else:
+            if not w.scheduler_alive():
+                print(f"segwatch: the scheduler of {w.plan.name} is gone; nothing will start", file=sys.stderr)
+                return 1
+            os.kill(w.plan.scheduler_pid, signal.SIGTERM)
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and not (w.refresh() and w.plan.finished):
+                if w.plan.finished:
+                    break
+                time.sleep(0.1)  # another process's file: nothing to wait on but the file itself
     p = w.plan
     print(clean(f"plan {p.name} ({p.kind}, {w.status()}; at most {p.max_parallel} at once)"))
     for i, it in enumerate(p.items):

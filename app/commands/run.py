@@ -121,8 +121,14 @@ def open_views(runs: list[Run], rules: list[Any], args: argparse.Namespace, spec
 def cmd_run(args: argparse.Namespace) -> int:
     runs_dir = _runs_dir(args)
     if plan_start.wants_plan(args):  # --serial / --sweep: a plan's scheduler starts the runs (app/plan)
-        if getattr(args, "launcher", None) not in (None, "local"):
-            return _err(f"--launcher {args.launcher} with --serial or --sweep is not supported yet (docs/slurm.md)")
+        if getattr(args, "launcher", None) not in (None, "local"):  # plans without a login-node process
+            try:
+                launcher = launchers.get(args.launcher, args)
+            except launchers.LauncherError as e:
+                return _err(str(e))
+            from app.launchers.slurm_plan import submit_plan
+
+            return submit_plan(args, runs_dir, launcher, open_views)
         return plan_start.run_plan(args, runs_dir, open_views)
     try:
         launcher = launchers.get(getattr(args, "launcher", None), args)

@@ -57,6 +57,8 @@ class JobInfo:
         """The run's status as the job decides it, or None to leave it to the record."""
         if self.pending:
             return "queued"
+        if st.events_seen == 0 and (st.plan or {}).get("state") in ("skipped", "cancelled"):
+            return None  # a plan's job that decided not to train (its gate): plan.json says why
         if self.state in ("RUNNING", "COMPLETING") and self.submitted_t is not None and _older(st.start, self.submitted_t):
             return "starting"  # a resubmitted job: the record's last start (and end) are the previous job's
         if self.state == "CANCELLED" and self.cancelled:

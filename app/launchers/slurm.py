@@ -47,14 +47,14 @@ class SlurmLauncher:
         return cls(opts)
 
     # -- submitting --------------------------------------------------------------------
-    def _executor(self, run_dir: Path, name: str, nproc: int) -> Any:
+    def _executor(self, folder: Path, name: str, nproc: int, **more: Any) -> Any:
         try:
             import submitit  # lazily: only `--launcher slurm` pays for it
         except ImportError:
             raise LauncherError("--launcher slurm needs submitit: pip install -e '.[slurm]'") from None
         o = self.options
         try:
-            ex = submitit.SlurmExecutor(folder=str(run_dir / "slurm"), max_num_timeout=0)
+            ex = submitit.SlurmExecutor(folder=str(folder), max_num_timeout=0)
         except RuntimeError as e:  # no srun on PATH
             raise LauncherError(f"--launcher slurm: {e}") from None
         root = str(launch.PROJECT_ROOT)
@@ -80,42 +80,65 @@ class SlurmLauncher:
             params["signal_delay_s"] = min(90, max(10, time_seconds(o.time) // 4))
         extra.update(o.sbatch_parameters())
         params["additional_parameters"] = extra
+        params.update(more)  # dependency, array_parallelism (plans: slurm_plan.py)
         ex.update_parameters(**params)
         return ex
 
-    def _submit(self, spec: launch.LaunchSpec, fresh_args: list[str], kind: str) -> launch.LaunchSpec:
+    def trainer_job(self, spec: launch.LaunchSpec, fresh_args: list[str]) -> TrainerJob:
         run_dir = spec.run_dir.resolve()
-        (run_dir / "slurm").mkdir(parents=True, exist_ok=True)
         resume_args = ["--resume", str(run_dir), "--device", _device_of(fresh_args)]
-        job_fn = TrainerJob(str(run_dir), fresh_args, resume_args)
-        ex = self._executor(run_dir, spec.name, spec.nproc)
+        return TrainerJob(str(run_dir), fresh_args, resume_args)
+
+    def fresh_args(self, spec: launch.LaunchSpec) -> list[str]:
+        args = list(spec.trainer_args)
+        if self.options.nproc_per_node:
+            args += ["--set", f"training.nproc_per_node={self.options.nproc_per_node}"]
+            spec.nproc = self.options.nproc_per_node
+        return args
+
+    def submit_callables(self, folder: Path, name: str, nproc: int, fns: list[Any], **more: Any) -> list[str]:
+        """Submit ``fns`` (one job, or a job array when several) into submitit's ``folder``; the job ids."""
+        folder.mkdir(parents=True, exist_ok=True)
+        ex = self._executor(folder, name, nproc, **more)
         try:
-            job = ex.submit(job_fn)
+            if len(fns) == 1:
+                jobs = [ex.submit(fns[0])]
+            else:
+                with ex.batch():
+                    jobs = [ex.submit(fn) for fn in fns]
         except Exception as e:  # submitit wraps sbatch's refusal in its own error types
             msg = str(e).strip().splitlines()
-            raise LauncherError(f"sbatch refused {spec.name}: {msg[-1] if msg else type(e).__name__}") from None
-        job_id = str(job.job_id)
+            raise LauncherError(f"sbatch refused {name}: {msg[-1] if msg else type(e).__name__}") from None
+        return [str(j.job_id) for j in jobs]
+
+    def record_job(self, run_dir: Path, job_id: str, kind: str, folder: Path, job_fn: TrainerJob) -> None:
+        """slurm.json (docs/run-directory.md): this run's current job and where its files are."""
+        run_dir = run_dir.resolve()
+        base = job_id.split("_")[0]
+        rel = os.path.relpath(folder.resolve(), run_dir)
         rec = read_record(run_dir) or {}
         jobs = list(rec.get("jobs") or [])
         jobs.append({"job_id": job_id, "kind": kind, "t": time.time()})
         rec.update({
             "v": 1, "launcher": "slurm", "job_id": job_id, "jobs": jobs,
-            "submission_script": f"slurm/{job_id}_submission.sh",
-            "stdout": f"slurm/{job_id}_0_log.out", "stderr": f"slurm/{job_id}_0_log.err",
+            "submission_script": f"{rel}/{base}_submission.sh",
+            "stdout": f"{rel}/{job_id}_0_log.out", "stderr": f"{rel}/{job_id}_0_log.err",
             "options": {k: v for k, v in vars(self.options).items() if v not in (None, [])},
             "argv": job_fn.argv(),
         })
         write_record(run_dir, rec)
+
+    def _submit(self, spec: launch.LaunchSpec, fresh_args: list[str], kind: str) -> launch.LaunchSpec:
+        run_dir = spec.run_dir.resolve()
+        job_fn = self.trainer_job(spec, fresh_args)
+        [job_id] = self.submit_callables(run_dir / "slurm", spec.name, spec.nproc, [job_fn])
+        self.record_job(run_dir, job_id, kind, run_dir / "slurm", job_fn)
         spec.pid = None
         spec.job_id = job_id  # type: ignore[attr-defined]
         return spec
 
     def start(self, spec: launch.LaunchSpec) -> launch.LaunchSpec:
-        args = list(spec.trainer_args)
-        if self.options.nproc_per_node:
-            args += ["--set", f"training.nproc_per_node={self.options.nproc_per_node}"]
-            spec.nproc = self.options.nproc_per_node
-        return self._submit(spec, args, "run")
+        return self._submit(spec, self.fresh_args(spec), "run")
 
     def resume(self, run_dir: Path, device: str = "auto") -> launch.LaunchSpec:
         spec = launch.resume_spec(run_dir, device=device)

@@ -48,6 +48,8 @@ class PlanWatch:
     def scheduler_alive(self) -> bool:
         if self.proc is not None:
             return self.proc.poll() is None
+        if self.path.with_suffix(".slurm").exists():
+            return True  # run by SLURM jobs (app/launchers/slurm_plan.py): no scheduler process to find
         pid = self.plan.scheduler_pid if self.plan else None
         if not pid:
             return False
