@@ -12,9 +12,12 @@ import path never loads it (nor torch).
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -100,15 +103,18 @@ class SlurmLauncher:
         """Submit ``fns`` (one job, or a job array when several) into submitit's ``folder``; the job ids."""
         folder.mkdir(parents=True, exist_ok=True)
         ex = self._executor(folder, name, nproc, **more)
+        said = io.StringIO()  # submitit prints sbatch's stderr on a refusal: one line of ours instead
         try:
-            if len(fns) == 1:
-                jobs = [ex.submit(fns[0])]
-            else:
-                with ex.batch():
-                    jobs = [ex.submit(fn) for fn in fns]
-        except Exception as e:  # submitit wraps sbatch's refusal in its own error types
-            msg = str(e).strip().splitlines()
-            raise LauncherError(f"sbatch refused {name}: {msg[-1] if msg else type(e).__name__}") from None
+            with contextlib.redirect_stderr(said):
+                if len(fns) == 1:
+                    jobs = [ex.submit(fns[0])]
+                else:
+                    with ex.batch():
+                        jobs = [ex.submit(fn) for fn in fns]
+        except Exception as e:  # noqa: BLE001 - submitit wraps sbatch's refusal in its own error types
+            lines = [ln.strip() for ln in (str(e) + "\n" + said.getvalue()).splitlines() if "error" in ln.lower()]
+            lines = lines or [ln for ln in str(e).strip().splitlines() if ln.strip()] or [type(e).__name__]
+            raise LauncherError(f"sbatch refused {name}: {lines[-1]}") from None
         return [str(j.job_id) for j in jobs]
 
     def record_job(self, run_dir: Path, job_id: str, kind: str, folder: Path, job_fn: TrainerJob) -> None:
@@ -131,7 +137,15 @@ class SlurmLauncher:
     def _submit(self, spec: launch.LaunchSpec, fresh_args: list[str], kind: str) -> launch.LaunchSpec:
         run_dir = spec.run_dir.resolve()
         job_fn = self.trainer_job(spec, fresh_args)
-        [job_id] = self.submit_callables(run_dir / "slurm", spec.name, spec.nproc, [job_fn])
+        fresh = kind == "run" and not (run_dir / "slurm").exists()
+        try:
+            [job_id] = self.submit_callables(run_dir / "slurm", spec.name, spec.nproc, [job_fn])
+        except LauncherError:
+            if fresh:  # nothing was submitted: leave no run directory behind (only submitit's temp files in it)
+                shutil.rmtree(run_dir / "slurm", ignore_errors=True)
+                with contextlib.suppress(OSError):
+                    run_dir.rmdir()
+            raise
         self.record_job(run_dir, job_id, kind, run_dir / "slurm", job_fn)
         spec.pid = None
         spec.job_id = job_id  # type: ignore[attr-defined]

@@ -50,8 +50,10 @@ def test_a_serial_plan_is_a_chain_of_dependent_jobs_whose_gate_runs_in_the_job(s
     assert first.state == "ended" and first.result["status"] == "finished"
     assert nxt.state == second and nxt.decision["action"] == ("start" if second == "ended" else "skip")
     assert nxt.decision["why"].startswith("after baseline (finished): best_val_f")
-    rec = json.loads((runs / "lmsa" / "plan.json").read_text())
-    assert rec["state"] == second and rec["decision"]["gate"] == gate
+    # the plan file is rewritten first, then each run's plan.json (each atomically)
+    rec = wait_for("lmsa/plan.json to follow", lambda: (lambda r: r if r["state"] == second else None)(
+        json.loads((runs / "lmsa" / "plan.json").read_text())), 30)
+    assert rec["decision"]["gate"] == gate
     lmsa = Run(runs / "lmsa")
     lmsa.refresh()
     if second == "skipped":

@@ -144,3 +144,12 @@ def test_two_gloo_ranks_in_one_job_apply_a_live_command_at_the_same_step(slurm_c
     spe = run.state.start["steps_per_epoch"]
     changed = [e for e in logs[0] if e["step"] >= ack_step]
     assert changed and all(e["lr"] == pytest.approx(lr_at(e["step"] - 1, 2e-4, 0, 3 * spe)) for e in changed)
+
+
+def test_a_submission_sbatch_refuses_is_one_line_and_exit_2(slurm_cluster, slurm_env, tmp_path):
+    p = segwatch(slurm_env, "run", str(ROOT / "configs" / "baseline.yaml"), "--launcher", "slurm", "--headless",
+                 "--partition", "nosuch", "--runs-dir", str(tmp_path / "runs"))
+    assert p.returncode == 2, p.stdout + p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1 and "sbatch refused baseline" in p.stderr, p.stderr
+    assert "invalid partition" in p.stderr.lower(), p.stderr
+    assert not any((tmp_path / "runs").iterdir())  # nothing submitted, nothing left behind
