@@ -13,23 +13,48 @@ import torch
 from trainer.record import atomic_write_bytes
 
 
-def rng_state() -> dict[str, Any]:
+def rng_state(device: torch.device | None = None) -> dict[str, Any]:
+    """This process's RNG states; for CUDA only the state of its own GPU (``device``, default the
+    current one): a list over every visible GPU cannot be restored where fewer are visible, and
+    another rank's GPU is not this rank's business."""
     state = {
         "python": random.getstate(),
         "numpy": np.random.get_state(),
         "torch": torch.get_rng_state(),
     }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+    if device is None and torch.cuda.is_available():
+        device = torch.device("cuda", torch.cuda.current_device())
+    if device is not None and device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
     return state
 
 
-def set_rng_state(state: dict[str, Any]) -> None:
+def set_rng_state(state: dict[str, Any], device: torch.device | None = None) -> None:
+    """Restore :func:`rng_state`'s states; the CUDA one onto this process's GPU (``device``).
+
+    Older checkpoints hold a list with one state per visible GPU: the entry of this GPU's index
+    is used when there is one."""
     random.setstate(_tuplify(state["python"]))
     np.random.set_state(_tuplify(state["numpy"]))
     torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    cuda = state.get("cuda")
+    if cuda is None or device is None or device.type != "cuda":
+        return
+    if isinstance(cuda, (list, tuple)):
+        idx = device.index or 0
+        if idx >= len(cuda):
+            return
+        cuda = cuda[idx]
+    torch.cuda.set_rng_state(cuda, device)
+
+
+def rank_rng(payload: dict[str, Any], rank: int) -> dict[str, Any]:
+    """The RNG states rank ``rank`` saved (``rng_ranks``, written under DDP); rank 0's ``rng``
+    where the checkpoint has none for it (one process, or a resume onto more processes)."""
+    ranks = payload.get("rng_ranks") or []
+    if 0 <= rank < len(ranks):
+        return ranks[rank]
+    return payload["rng"]
 
 
 def _tuplify(x: Any) -> Any:
@@ -60,6 +85,8 @@ def _unplain_rng(state: dict[str, Any]) -> dict[str, Any]:
 def save(path: Path, payload: dict[str, Any], midway: Callable[[], None] | None = None) -> None:
     payload = dict(payload)
     payload["rng"] = _plain_rng(payload["rng"])
+    if payload.get("rng_ranks"):
+        payload["rng_ranks"] = [_plain_rng(r) for r in payload["rng_ranks"]]
     buf = io.BytesIO()
     torch.save(payload, buf)
     atomic_write_bytes(path, buf.getvalue(), midway=midway)
@@ -69,6 +96,8 @@ def load(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]
     payload = torch.load(path, map_location=map_location, weights_only=True)
     if "rng" in payload:
         payload["rng"] = _unplain_rng(payload["rng"])
+    if payload.get("rng_ranks"):
+        payload["rng_ranks"] = [_unplain_rng(r) for r in payload["rng_ranks"]]
     return payload
 
 

@@ -24,7 +24,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--run-dir", help="where to write the run (default: RUNS_DIR/<name>)")
     p.add_argument("--runs-dir", default=os.environ.get("SEGWATCH_RUNS", "runs"), help="parent folder of new runs")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    p.add_argument("--nproc-per-node", type=int, default=None, help="processes (GPUs) for DDP; overrides training.nproc_per_node")
+    p.add_argument("--nproc-per-node", type=int, default=None,
+                   help="processes (GPUs) for DDP; overrides training.nproc_per_node (--resume: the run's own count)")
+    p.add_argument("--allow-reshape", action="store_true",
+                   help="--resume on another process count than the run was trained with (e.g. fewer GPUs); "
+                        "the step counter is rescaled to the new steps per epoch")
     return p.parse_args(argv)
 
 
@@ -46,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             cfg = None
         nproc = args.nproc_per_node or (cfg.training.nproc_per_node if cfg else 1)
+        if "WORLD_SIZE" not in os.environ:  # the launcher: settle the process count before torchrun
+            nproc = _launch_nproc(args, nproc)
         if nproc > 1 and "WORLD_SIZE" not in os.environ:
             if args.config and not args.run_dir:  # every worker must agree on the run directory
                 from trainer.setup import new_run_dir
@@ -58,11 +64,41 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
+def _launch_nproc(args: argparse.Namespace, nproc: int) -> int:
+    """The number of processes to start, checked before torchrun: a resume keeps the run's own
+    count (the checkpoint's world_size) unless --allow-reshape; never more CUDA processes than
+    visible GPUs ("invalid device ordinal" in every rank otherwise)."""
+    from trainer.setup import load_resume, resolve_device, saved_world_size
+
+    device = resolve_device(args.device)
+    if args.resume:
+        _, state = load_resume(Path(args.resume), device)
+        saved = saved_world_size(Path(args.resume), state)
+        if args.nproc_per_node and args.nproc_per_node != saved and not args.allow_reshape:
+            raise ConfigError(f"--resume {args.resume}: the run was trained on {saved} process(es), --nproc-per-node is "
+                              f"{args.nproc_per_node}; add --allow-reshape to continue on {args.nproc_per_node} "
+                              "(the step counter is rescaled to the new steps per epoch)")
+        nproc = args.nproc_per_node or saved
+    if device.type == "cuda" and nproc > 1:
+        import torch
+
+        visible = torch.cuda.device_count()
+        if nproc > visible:
+            if args.resume and not args.nproc_per_node and args.allow_reshape:
+                return visible
+            hint = (f"add --allow-reshape to continue on {visible}" if args.resume
+                    else "lower --nproc-per-node / training.nproc_per_node, or make more GPUs visible (CUDA_VISIBLE_DEVICES)")
+            what = "the run was trained on" if args.resume and not args.nproc_per_node else "--nproc-per-node asks for"
+            raise ConfigError(f"{what} {nproc} processes, one GPU each, but {visible} GPU(s) are visible; {hint}")
+    return nproc
+
+
 def _run(args: argparse.Namespace, cfg, argv: list[str]) -> int:
     import torch  # noqa: F401 - heavy import after the cheap config checks
 
     from trainer.dist import init_distributed
-    from trainer.setup import build, load_resume, new_run_dir, open_record, out, resolve_device, restore_state
+    from trainer.setup import (build, load_resume, new_run_dir, open_record, out, reshape_state, resolve_device,
+                               restore_state, saved_world_size)
     from trainer.train import Trainer
 
     device = resolve_device(args.device)
@@ -70,11 +106,19 @@ def _run(args: argparse.Namespace, cfg, argv: list[str]) -> int:
     if args.resume:  # the checkpoint's config says how long a collective may wait
         run_dir = Path(args.resume)
         cfg, resume_state = load_resume(run_dir, device)
-    dist = init_distributed(device.type, timeout_s=cfg.training.dist_timeout)
+    dist = init_distributed(device, timeout_s=cfg.training.dist_timeout)
     if dist.enabled and device.type == "cuda":
         import torch as _t
         device = _t.device("cuda", dist.local_rank)
     comp = build(cfg, device, dist)  # validates data and model size: nothing written yet
+    reshaped = None
+    if resume_state is not None:
+        saved = saved_world_size(run_dir, resume_state)
+        if saved != dist.world_size:
+            if not args.allow_reshape:
+                raise ConfigError(f"--resume {run_dir}: the run was trained on {saved} process(es), this launch has "
+                                  f"{dist.world_size}; add --allow-reshape to continue on {dist.world_size}")
+            reshaped = reshape_state(comp, resume_state, saved)
     created = False
     if not args.resume:
         run_dir = Path(args.run_dir) if args.run_dir else new_run_dir(Path(args.runs_dir), cfg.name)
@@ -95,7 +139,12 @@ def _run(args: argparse.Namespace, cfg, argv: list[str]) -> int:
                 resumed=resume_state is not None, resume_epoch=trainer.epoch, epochs=trainer.live["epochs"],
                 steps_per_epoch=comp.steps_per_epoch, batch_size=cfg.training.batch_size, params=comp.params,
                 synthetic=bool(desc.get("synthetic")), data=desc, live=dict(trainer.live), world_size=dist.world_size,
+                precision="bf16" if comp.amp else "fp32", precision_reason=comp.amp_reason,
+                channels_last=comp.channels_last,
                 **({"attempt": os.environ["SEGWATCH_ATTEMPT"]} if os.environ.get("SEGWATCH_ATTEMPT") else {}))
+        if reshaped:
+            ev.emit("warning", code="reshaped", epoch=trainer.epoch, step=trainer.step, message=reshaped)
+            out(f"!! {reshaped}")
         if desc.get("synthetic"):
             msg = ("training on the BUILT-IN SYNTHETIC face-parsing data (data.root is unset): "
                    "scores say nothing about the real task")

@@ -106,8 +106,11 @@ class TrainingConfig:
     # DDP: how long a collective waits for a rank that stopped responding before the run crashes
     dist_timeout: float = field(default=120.0, metadata=check(lambda v: 5 <= v <= 86_400, "seconds in [5, 86400]"))
     log_every: int = field(default=10, metadata=check(lambda v: 1 <= v <= 10**9, "an integer in 1..10^9"))
-    amp: str = field(default="auto", metadata=check(lambda v: v in ("auto", "bf16", "off"), "auto | bf16 | off"))
-    channels_last: str = field(default="auto", metadata=check(lambda v: v in ("auto", "on", "off"), "auto | on | off"))
+    # YAML 1.1 reads on/off (unquoted) as booleans: they are accepted (amp: on = auto)
+    amp: str = field(default="auto", metadata={**check(lambda v: v in ("auto", "bf16", "off"), "auto | bf16 | off (on = auto)"),
+                                               "bool_words": ("off", "auto")})
+    channels_last: str = field(default="auto", metadata={**check(lambda v: v in ("auto", "on", "off"), "auto | on | off"),
+                                                         "bool_words": ("off", "on")})
     compile: bool = False
     eval_every: int = field(default=1, metadata=check(lambda v: 1 <= v <= 100_000, "an integer in 1..100000"))
 
@@ -133,6 +136,8 @@ class AugmentationConfig:
 @dataclass
 class DebugConfig:
     nan_at_step: Any = field(default=None, metadata=check(lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 10**12), "null or a global step in 1..10^12"))
+    # fault injection: a block of +Inf pixels in the first image of the batch at this global step
+    inf_pixels_at_step: Any = field(default=None, metadata=check(lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 10**12), "null or a global step in 1..10^12"))
     step_delay: float = field(default=0.0, metadata=check(lambda v: 0 <= v <= 60, "seconds in [0, 60]"))
     max_steps_per_epoch: int = field(default=0, metadata=check(lambda v: 0 <= v <= 10**9, "an integer in 0..10^9 (0 = whole epoch)"))
     # every rank appends (step, lr, gamma) per step to <run>/ranks/rank<N>.jsonl: proves DDP ranks agree
@@ -274,6 +279,8 @@ def _build_section(cls: type, data: Any, src: str, section: str) -> Any:
             raise ConfigError(f"{where}: unknown key{hint} (allowed in {section}: {', '.join(fields)})")
         f = fields[key]
         allowed = f.metadata.get("allowed", f.type if isinstance(f.type, str) else getattr(f.type, "__name__", "?"))
+        if isinstance(value, bool) and "bool_words" in f.metadata:
+            value = f.metadata["bool_words"][value]
         value = _coerce(value, f.type, where, allowed)
         pred = f.metadata.get("check")
         if pred is not None:

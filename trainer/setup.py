@@ -77,6 +77,7 @@ class Components:
     steps_per_epoch: int
     amp: bool
     channels_last: bool
+    amp_reason: str = ""
     events: EventWriter = None  # type: ignore[assignment]
     steering: Steering = None  # type: ignore[assignment]
     lock_fd: int | None = None  # trainer.lock, held while this process trains (rank 0)
@@ -98,10 +99,20 @@ class Components:
         return DataLoader(subset, batch_size=self.cfg.training.batch_size, shuffle=False,
                           num_workers=self.cfg.training.num_workers, pin_memory=self.device.type == "cuda")
 
+    def val_batches_max(self) -> int:
+        """Validation batches of the rank with the most (rank 0: it gets ceil(n / world) images)."""
+        per_rank = -(-len(self.val_ds) // self.dist.world_size)
+        return -(-per_rank // self.cfg.training.batch_size)
+
     def class_weights(self) -> torch.Tensor:
         if self._class_weights is None:
             cache = Path(self.cfg.data.cache_dir or self.run_dir) / "class_frequencies.json"
-            freqs = class_frequencies(self.train_ds.source, str(cache))
+            # rank 0 computes (or reads the cache), the others receive its numbers: once, not once
+            # per rank, and a cold cache may take longer than the collective timeout
+            freqs = self.dist.share_from_main("class_frequencies",
+                                              lambda: class_frequencies(self.train_ds.source, str(cache)))
+            if self.dist.enabled and self.cfg.debug.rank_log:
+                _rank_log(self, {"class_frequencies": "computed" if self.dist.is_main else "from rank 0"})
             self._class_weights = torch.tensor(class_weights_from_frequencies(freqs), dtype=torch.float32,
                                                device=self.device)
         return self._class_weights
@@ -163,9 +174,7 @@ def build(cfg: Config, device: torch.device, dist: DistContext) -> Components:
                                             seed=cfg.seed, augment=augment)
     t = cfg.training
     per_rank = len(train_ds) // dist.world_size
-    steps = per_rank // t.batch_size
-    if cfg.debug.max_steps_per_epoch:
-        steps = min(steps, cfg.debug.max_steps_per_epoch)
+    steps = steps_per_epoch(cfg, len(train_ds), dist.world_size)
     if steps < 1:
         raise ConfigError(f"training.batch_size = {t.batch_size}: larger than the {per_rank} training images per process; "
                           f"allowed: at most {per_rank}")
@@ -174,8 +183,12 @@ def build(cfg: Config, device: torch.device, dist: DistContext) -> Components:
     if params > cfg.model.max_params:
         raise ConfigError(f"model.max_params = {cfg.model.max_params}: the model has {params:,} parameters "
                           f"(attention={cfg.model.attention}, width={cfg.model.width or 'default'}); shrink model.width")
-    amp = device.type == "cuda" and t.amp in ("auto", "bf16") or (t.amp == "bf16")
+    amp, amp_reason = choose_precision(t.amp, device)
     channels_last = t.channels_last == "on" or (t.channels_last == "auto" and device.type == "cuda")
+    if device.type == "cuda":  # fixed-size training inputs: let cuDNN pick its fastest kernels once
+        torch.backends.cudnn.benchmark = True
+    if dist.enabled:  # dropout differs between ranks (the data order is shared: EpochBatches)
+        torch.manual_seed(rank_seed(cfg.seed, dist.rank))
     model = model.to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -191,7 +204,84 @@ def build(cfg: Config, device: torch.device, dist: DistContext) -> Components:
                       dice_weight=cfg.loss.dice_weight, ignore_index=cfg.loss.ignore_index)
     return Components(cfg=cfg, run_dir=Path("."), device=device, dist=dist, model=model, raw_model=raw,
                       optimizer=optimizer, loss_fn=loss_fn, augment=augment, train_ds=train_ds, val_ds=val_ds,
-                      data_desc=desc, params=params, steps_per_epoch=steps, amp=amp, channels_last=channels_last)
+                      data_desc=desc, params=params, steps_per_epoch=steps, amp=amp, channels_last=channels_last,
+                      amp_reason=amp_reason)
+
+
+def steps_per_epoch(cfg: Config, n_train: int, world_size: int) -> int:
+    """Optimizer steps per epoch: every rank takes the same number of full batches."""
+    steps = n_train // world_size // cfg.training.batch_size
+    if cfg.debug.max_steps_per_epoch:
+        steps = min(steps, cfg.debug.max_steps_per_epoch)
+    return steps
+
+
+def saved_world_size(run_dir: Path, state: dict) -> int:
+    """The process count a checkpoint was trained with (older checkpoints: meta.json's)."""
+    ws = state.get("world_size")
+    if isinstance(ws, int) and ws >= 1:
+        return ws
+    try:
+        ws = json.loads((run_dir / "meta.json").read_text()).get("world_size")
+    except (OSError, ValueError, AttributeError):
+        ws = None
+    return ws if isinstance(ws, int) and ws >= 1 else 1
+
+
+def reshape_state(c: Components, state: dict, saved_world: int) -> str:
+    """--allow-reshape: rescale the step counter of a run trained on ``saved_world`` processes to
+    this launch's steps per epoch, so the LR schedule (a function of the step) continues at the
+    same point of the run. Returns the warning to show."""
+    old_spe = steps_per_epoch(c.cfg, len(c.train_ds), saved_world)
+    new_spe = c.steps_per_epoch
+    epoch, in_epoch = int(state.get("epoch", 0)), int(state.get("step_in_epoch", 0))
+    new_in = min(new_spe, round(in_epoch * new_spe / max(old_spe, 1)))
+    old_step = int(state.get("step", 0))
+    state["step"], state["step_in_epoch"] = epoch * new_spe + new_in, new_in
+    return (f"resumed on {c.dist.world_size} process(es), trained on {saved_world} (--allow-reshape): "
+            f"{old_spe} -> {new_spe} steps per epoch, step {old_step} -> {state['step']}, another data shard per rank")
+
+
+def rank_seed(seed: int, rank: int) -> int:
+    """Rank 0 keeps the configured seed's stream; rank r > 0 gets its own (dropout, CUDA RNG)."""
+    return (seed + 1_000_003 * rank) % 2**63
+
+
+def _bf16_native(device: torch.device) -> tuple[bool, str]:
+    """Whether this GPU computes bf16 natively (compute capability >= 8.0), and its capability."""
+    major, minor = torch.cuda.get_device_capability(device)
+    try:
+        native = torch.cuda.is_bf16_supported(including_emulation=False)
+    except TypeError:  # a torch without the argument
+        native = major >= 8
+    return bool(native) and major >= 8, f"{major}.{minor}"
+
+
+def choose_precision(setting: str, device: torch.device) -> tuple[bool, str]:
+    """(bf16 autocast on?, why) for ``training.amp``. ``auto`` takes bf16 only where the GPU has it
+    natively. Elsewhere fp32: emulated bf16 is slower than fp32, and fp16 would need loss
+    scaling, whose overflow skips look exactly like the non-finite steps the cockpit turns red on."""
+    if setting == "off":
+        return False, "fp32: training.amp is off"
+    if device.type != "cuda":
+        if setting == "bf16":
+            return True, "bf16: training.amp is bf16 (CPU autocast)"
+        return False, "fp32: on the CPU, training.amp auto uses bf16 only on a GPU that has it natively"
+    native, cc = _bf16_native(device)
+    if setting == "bf16":
+        return True, "bf16: training.amp is bf16" + ("" if native else f" (EMULATED on this GPU, compute capability {cc} < 8.0: expect it slower than fp32)")
+    if native:
+        return True, f"bf16: native on this GPU (compute capability {cc})"
+    return False, (f"fp32: this GPU (compute capability {cc} < 8.0) has no native bf16 (emulated bf16 is slower "
+                   "than fp32), and fp16 would need loss scaling whose overflow skips look like non-finite steps")
+
+
+def _rank_log(c: "Components", record: dict) -> None:
+    """debug.rank_log: one line in <run>/ranks/rank<N>.jsonl (proves what each rank did)."""
+    d = c.run_dir / "ranks"
+    d.mkdir(parents=True, exist_ok=True)
+    with open(d / f"rank{c.dist.rank}.jsonl", "a") as f:
+        f.write(json.dumps(record) + "\n")
 
 
 def new_run_dir(runs_dir: Path, name: str) -> Path:
@@ -290,7 +380,12 @@ def load_resume(run_dir: Path, device: torch.device) -> tuple[Config, dict]:
 def restore_state(c: Components, state: dict) -> None:
     c.raw_model.load_state_dict(state["model"])
     c.optimizer.load_state_dict(state["optimizer"])
-    ckpt.set_rng_state(state["rng"])
+    fused = c.device.type == "cuda"  # the device it runs on now, not the one the checkpoint came from
+    for g in c.optimizer.param_groups:
+        g["fused"] = fused
+        if fused:
+            g["foreach"] = None
+    ckpt.set_rng_state(ckpt.rank_rng(state, c.dist.rank), c.device)
     c.state = state
 
 

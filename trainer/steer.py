@@ -87,6 +87,10 @@ class Steering:
         items = self.read()
         if self._broadcast is not None:
             items = self._broadcast(items)
+        return self.handle_items(items, epoch, step)
+
+    def handle_items(self, items: list[dict], epoch: int, step: int) -> Requests:
+        """Apply control lines every rank received (rank 0's :meth:`read`, broadcast by the caller)."""
         req = Requests()
         for wire in items:
             self._handle(Incoming.from_wire(wire), epoch, step, req)

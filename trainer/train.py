@@ -43,11 +43,19 @@ class Trainer:
         self.steps_per_epoch = c.steps_per_epoch
         self.sigterm = False
         self.skipped = 0
+        self._control_items: list[dict] = []  # rank 0: control lines read, not yet applied
+        self._step_flags = (False, 0)  # (sigterm, control lines) agreed by the last train_step
+        # BatchNorm running statistics, restored when a step is skipped: the forward pass of a
+        # non-finite batch has already folded NaN/Inf into them
+        self._bn = [b for m in c.raw_model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
+                    for b in (m.running_mean, m.running_var, m.num_batches_tracked) if b is not None]
+        self._bn_snapshot = [b.clone() for b in self._bn]
         self.printer = None  # callable(str) for the per-epoch line on stdout
         self.rank_log = None
         if self.cfg.debug.rank_log:
             (c.run_dir / "ranks").mkdir(parents=True, exist_ok=True)  # rank 0 may not have made run_dir yet
             self.rank_log = open(c.run_dir / "ranks" / f"rank{self.dist.rank}.jsonl", "a")
+            self.rank_log.write(f'{{"rank":{self.dist.rank},"seed":{torch.initial_seed()}}}\n')
 
     # --- schedule ---------------------------------------------------------------------------
     def lr_for(self, step: int) -> float:
@@ -55,16 +63,39 @@ class Trainer:
         return lr_at(step, self.live["lr"], self.live["warmup_epochs"] * spe, self.live["epochs"] * spe,
                      self.cfg.training.min_lr_ratio)
 
-    # --- control ----------------------------------------------------------------------------
-    def control_point(self) -> None:
-        """Called between optimizer steps (and during validation): apply new commands."""
-        req = self.c.steering.poll(self.epoch + 1, self.step)
-        self._handle(req)
-        while self.c.steering.paused:
+    # --- control ---------------------------------------------------------------------------
+    def _sync(self, nonfinite: torch.Tensor | None = None) -> tuple[bool, bool, int]:
+        """The step's one collective (one host sync without DDP): whether any rank saw a
+        non-finite loss or gradient, whether any rank got SIGTERM, and how many new control
+        lines rank 0 read (kept in ``_control_items`` until :meth:`_apply_control`)."""
+        if self.dist.is_main:
+            self._control_items += self.c.steering.read()
+        v = torch.tensor([0, int(self.sigterm), len(self._control_items)], dtype=torch.int32)
+        if nonfinite is not None:
+            v = v.to(nonfinite.device, non_blocking=True)
+            v[0] = nonfinite
+        bad, sig, n = self.dist.sync_max(v)
+        return bool(bad), bool(sig), n
+
+    def _apply_control(self, sigterm: bool, n: int) -> None:
+        """Apply the ``n`` control lines the last :meth:`_sync` announced (same step on every
+        rank), stay paused while a pause is in force, stop on SIGTERM."""
+        while True:
+            if n:
+                items = self.dist.broadcast_list(self._control_items, n)
+                self._control_items = []
+                self._handle(self.c.steering.handle_items(items, self.epoch + 1, self.step))
+            if sigterm:
+                raise StopRun("SIGTERM")
+            if not self.c.steering.paused:
+                return
             time.sleep(0.1)
-            self._handle(self.c.steering.poll(self.epoch + 1, self.step))
-        if self.dist.any_flag(self.sigterm):
-            raise StopRun("SIGTERM")
+            _, sigterm, n = self._sync()
+
+    def control_point(self) -> None:
+        """Between steps (epoch start, validation): read, agree on and apply new commands."""
+        _, sigterm, n = self._sync()
+        self._apply_control(sigterm, n)
 
     def _handle(self, req: Requests) -> None:
         if req.checkpoint:
@@ -104,10 +135,10 @@ class Trainer:
         n_ok, self.skipped = 0, 0
         log_loss = torch.zeros((), device=c.device)
         log_n, log_t, log_wait, log_samples = 0, time.perf_counter(), 0.0, 0
+        self.control_point()  # commands sent before the epoch's first step apply to it
         t_wait = time.perf_counter()
         for images, masks in loader:
             wait = time.perf_counter() - t_wait
-            self.control_point()
             images = images.to(c.device, non_blocking=True)
             masks = masks.to(c.device, non_blocking=True)
             if c.channels_last:
@@ -136,6 +167,7 @@ class Trainer:
                 log_n, log_t, log_wait, log_samples = 0, time.perf_counter(), 0.0, 0
             if self.cfg.debug.step_delay:
                 time.sleep(self.cfg.debug.step_delay)
+            self._apply_control(*self._step_flags)  # commands read during this step apply to the next
             t_wait = time.perf_counter()
         train = meter.compute(self.dist)
         sums = self.dist.all_reduce_sum(torch.stack([loss_sum, torch.tensor(float(n_ok), device=c.device)]))
@@ -185,6 +217,12 @@ class Trainer:
         if self.rank_log:
             self.rank_log.write(f'{{"step":{self.step + 1},"lr":{lr!r},"gamma":{self.live["gamma"]!r}}}\n')
             self.rank_log.flush()
+        if self.cfg.debug.inf_pixels_at_step == self.step + 1:  # fault injection: a corrupt image
+            h, w = images.shape[-2:]
+            images = images.clone()
+            images[0, :, : max(1, h // 4), : max(1, w // 4)] = float("inf")
+        if self._bn:
+            torch._foreach_copy_(self._bn_snapshot, self._bn)
         with torch.autocast(device_type=c.device.type, dtype=torch.bfloat16, enabled=c.amp):
             logits = c.model(images)
             loss, _parts = c.loss_fn(logits, masks)
@@ -194,15 +232,23 @@ class Trainer:
         loss.backward()
         clip = self.live["grad_clip"]
         gnorm = torch.nn.utils.clip_grad_norm_(c.raw_model.parameters(), clip if clip > 0 else float("inf"))
-        ok = bool((torch.isfinite(loss.detach()) & torch.isfinite(gnorm)).item())  # the step's one host sync
+        nonfinite = ~(torch.isfinite(loss.detach()) & torch.isfinite(gnorm))
+        # the step's one host sync: merged with the SIGTERM and control flags of every rank, so all
+        # ranks skip together
+        bad, sigterm, n = self._sync(nonfinite)
+        self._step_flags = (sigterm, n)
+        ok = not bad
         if ok:
             c.optimizer.step()
         else:
             c.optimizer.zero_grad(set_to_none=True)
+            if self._bn:  # the weights are untouched; so must the BatchNorm statistics be
+                torch._foreach_copy_(self._bn, self._bn_snapshot)
             self.skipped += 1
             if self.dist.is_main:
                 self.events.emit("warning", code="nonfinite_loss", epoch=self.epoch + 1, step=self.step + 1,
-                                 message=f"non-finite loss or gradient at step {self.step + 1}: step skipped, weights unchanged",
+                                 message=f"non-finite loss or gradient at step {self.step + 1}: step skipped, "
+                                         "weights and BatchNorm statistics unchanged",
                                  loss=float(loss.detach().float().item()))
         # max(1).indices == argmax(1) (first maximum, NaN as maximum), at half the CPU time:
         # argmax over the class dim was 7.5% of a CPU step (bench/RESULTS.md, item 6)
@@ -211,18 +257,33 @@ class Trainer:
     @torch.no_grad()
     def validate(self) -> dict[str, Any]:
         c = self.c
-        c.model.eval()
+        model = c.model
+        if self.dist.enabled:
+            # no DDP in validation: its forward broadcasts buffers, a collective that a rank
+            # with fewer (or no) validation batches would never join. Every rank evaluates rank
+            # 0's BatchNorm statistics (each rank's last training forward updated its own copy).
+            model = c.raw_model
+            self.dist.broadcast_tensors([b for b in self._bn if b.is_floating_point()])
+        model.eval()
         meter = FScoreMeter(device=c.device)
         sums = torch.zeros(2, device=c.device)
-        for i, (images, masks) in enumerate(c.val_loader()):
+        # every rank polls control at the same batch indices, over the batch count of the rank
+        # with the most (an uneven split must not leave one rank in a broadcast while another
+        # waits in the metric all-reduce)
+        batches = iter(c.val_loader())
+        for i in range(c.val_batches_max()):
             if i % 4 == 0:
                 self.control_point()
+            batch = next(batches, None)
+            if batch is None:
+                continue
+            images, masks = batch
             images = images.to(c.device, non_blocking=True)
             masks = masks.to(c.device, non_blocking=True)
             if c.channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
             with torch.autocast(device_type=c.device.type, dtype=torch.bfloat16, enabled=c.amp):
-                logits = c.model(images)
+                logits = model(images)
                 loss, _ = c.loss_fn(logits, masks)
             sums[0] += loss.float() * images.shape[0]
             sums[1] += images.shape[0]
@@ -236,9 +297,11 @@ class Trainer:
     # --- checkpoints ------------------------------------------------------------------------
     def save(self, kind: str, mid_epoch: bool = False) -> None:
         """Write checkpoints/<kind>.pt atomically (rank 0); never with non-finite weights."""
+        c = self.c
+        # every rank's own RNG states (dropout, its GPU), gathered: all ranks save at the same points
+        rngs = self.dist.gather_objects(ckpt.rng_state(c.device)) if self.dist.enabled else None
         if not self.dist.is_main:
             return
-        c = self.c
         state = c.raw_model.state_dict()
         if not ckpt.all_finite(state):
             self.events.emit("warning", code="checkpoint_refused", epoch=self.epoch, step=self.step,
@@ -251,8 +314,11 @@ class Trainer:
             "best_val_f": self.best_val_f, "best_epoch": self.best_epoch, "since_best": self.since_best,
             "epoch_times": self.epoch_times, "live": dict(self.live),
             "answered": sorted(c.steering.answered), "config": c.resolved_config(),
-            "rng": ckpt.rng_state(), "params": c.params,
+            "rng": rngs[0] if rngs else ckpt.rng_state(c.device), "params": c.params,
+            "world_size": self.dist.world_size, "steps_per_epoch": self.steps_per_epoch,
         }
+        if rngs:
+            payload["rng_ranks"] = rngs
         path = c.run_dir / "checkpoints" / f"{kind}.pt"
         try:
             ckpt.save(path, payload, midway=self._fault_midway())

@@ -22,7 +22,8 @@ from trainer.config import _SECTION_CLASSES, Config, ConfigError, load_config
 SECTIONS = {sec: [f.name for f in dataclasses.fields(cls)] for sec, cls in _SECTION_CLASSES.items()}
 TOP = [f.name for f in dataclasses.fields(Config) if f.name not in SECTIONS and f.name != "health"]
 KEYS = [(None, k) for k in TOP] + [(s, k) for s, ks in SECTIONS.items() for k in ks]
-BOOL_KEYS = {(s, f.name) for s, cls in _SECTION_CLASSES.items() for f in dataclasses.fields(cls) if f.type in (bool, "bool")}
+BOOL_KEYS = {(s, f.name) for s, cls in _SECTION_CLASSES.items() for f in dataclasses.fields(cls)
+             if f.type in (bool, "bool") or "bool_words" in f.metadata}  # amp/channels_last: YAML's on/off
 STRING_OK = {(None, "name"), ("data", "root"), ("data", "cache_dir")}  # any string is a valid value there
 
 # values that no key accepts (a mutation is only generated where it is certainly invalid)
@@ -86,7 +87,7 @@ def apply_mutation(data: dict, m: tuple) -> tuple[dict, str] | None:
         sec, key = where
         if arg in BAD_UNLESS_STRING and (sec, key) in STRING_OK or arg in BAD_UNLESS_BOOL and (sec, key) in BOOL_KEYS:
             return None
-        if arg is None and ((sec, key) in STRING_OK or (sec, key) in {("loss", "focal_alpha"), ("debug", "nan_at_step")}):
+        if arg is None and ((sec, key) in STRING_OK or (sec, key) in {("loss", "focal_alpha"), ("debug", "nan_at_step"), ("debug", "inf_pixels_at_step")}):
             return None  # null is a documented value there
         if (sec, key) == (None, "name") and arg in (None,):
             return None

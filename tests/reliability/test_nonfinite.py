@@ -64,3 +64,20 @@ def test_checkpoint_write_is_refused_when_the_weights_are_not_finite(tmp_path):
     assert not (tmp_path / "r" / "checkpoints" / "best.pt").exists()
     refused = [w for w in events(tmp_path / "r", "warning") if w["code"] == "checkpoint_refused"]
     assert len(refused) == 2 and "NaN" in refused[0]["message"]
+
+
+def test_a_skipped_step_leaves_batchnorm_statistics_untouched(tmp_path):
+    """One image with a block of +Inf pixels: the loss is non-finite, the step is skipped, and the
+    forward pass that already folded Inf/NaN into BatchNorm's running statistics is undone, so
+    later validations are scored and checkpoints written."""
+    run = tmp_path / "r"
+    p = run_trainer(trainer_argv(run, "training.epochs=2", "debug.inf_pixels_at_step=2", config="baseline.yaml"))
+    assert p.returncode == 0, p.stderr
+    warns = [w for w in events(run, "warning") if w["code"] == "nonfinite_loss"]
+    assert [w["step"] for w in warns] == [2]
+    assert not [w for w in events(run, "warning") if w["code"] == "checkpoint_refused"]
+    assert all(isinstance(e["val_f"], float) for e in events(run, "epoch"))
+    sd = torch.load(run / "checkpoints" / "last.pt", map_location="cpu", weights_only=True)["model"]
+    stats = {k: v for k, v in sd.items() if k.endswith(("running_mean", "running_var"))}
+    assert stats and all(torch.isfinite(v).all() for v in stats.values())
+    assert finite(run / "checkpoints" / "best.pt")

@@ -225,6 +225,9 @@ def test_ddp_two_gloo_ranks_apply_a_set_at_the_same_step(tmp_path):
     finally:
         proc.kill()
     logs = [[json.loads(x) for x in (run / "ranks" / f"rank{r}.jsonl").read_text().splitlines()] for r in (0, 1)]
+    seeds = [[e["seed"] for e in log if "seed" in e] for log in logs]
+    assert seeds[0] != seeds[1]  # dropout masks differ between ranks (the data order is shared)
+    logs = [[e for e in log if "step" in e] for log in logs]
     assert logs[0] == logs[1]  # same step, same LR, on both ranks
     spe = events_of(run, "start")[0]["steps_per_epoch"]
     changed = [e for e in logs[0] if e["step"] >= ack["step"]]
