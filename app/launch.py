@@ -8,6 +8,7 @@ counted with ``nvidia-smi -L`` (or read from CUDA_VISIBLE_DEVICES).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -130,9 +131,23 @@ def _source(path: Path, sets: Sequence[str]) -> str:
 
 
 def resume_spec(run_dir: Path, device: str = "auto") -> LaunchSpec:
+    """Restart a run from its last checkpoint with the process count it was trained with
+    (meta.json's ``world_size``; the trainer checks it against the checkpoint's)."""
     run_dir = Path(run_dir)
     args = ["--resume", str(run_dir.resolve()), "--device", device]
-    return LaunchSpec(run_dir / "config.yaml", run_dir, run_dir.name, args)
+    nproc = saved_world_size(run_dir)
+    if nproc > 1:
+        args += ["--nproc-per-node", str(nproc)]
+    return LaunchSpec(run_dir / "config.yaml", run_dir, run_dir.name, args, nproc=nproc)
+
+
+def saved_world_size(run_dir: Path) -> int:
+    """The run's DDP process count as its last trainer recorded it in meta.json (1 if unknown)."""
+    try:
+        ws = json.loads((Path(run_dir) / "meta.json").read_text()).get("world_size")
+    except (OSError, ValueError, AttributeError):
+        return 1
+    return ws if isinstance(ws, int) and not isinstance(ws, bool) and 1 <= ws <= 64 else 1
 
 
 def child_env(spec: LaunchSpec, base: dict | None = None) -> dict:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -91,3 +92,17 @@ def test_the_cockpit_never_imports_torch():
             "print(bad); sys.exit(1 if bad else 0)")
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert p.returncode == 0, p.stdout + p.stderr
+
+
+def test_resume_spec_keeps_the_runs_process_count(tmp_path):
+    """A 2-rank DDP run is resumed on 2 processes (segwatch resume used to restart it on one)."""
+    run = tmp_path / "ddp"
+    run.mkdir()
+    (run / "meta.json").write_text(json.dumps({"name": "ddp", "world_size": 2}))
+    spec = launch.resume_spec(run, device="cpu")
+    assert spec.nproc == 2
+    i = spec.trainer_args.index("--nproc-per-node")
+    assert spec.trainer_args[i + 1] == "2" and spec.trainer_args[:2] == ["--resume", str(run.resolve())]
+    (run / "meta.json").write_text(json.dumps({"name": "ddp", "world_size": 1}))
+    spec = launch.resume_spec(run, device="cpu")
+    assert spec.nproc == 1 and "--nproc-per-node" not in spec.trainer_args
