@@ -12,7 +12,7 @@ Part A, the model step alone (batches already on the GPU, 32 distinct synthetic 
 - ``bare+sync``: the same plus one ``loss.item()`` per step (what any loop that logs or
   checks every step pays);
 - ``segwatch``: ``Trainer.train_step`` (grad clipping, the finite check before the optimizer
-  step, which reads two numbers on the host every step) + the train F meter update + the
+  step, merged with the SIGTERM and control flags into the step's one host sync) + the train F meter update + the
   control poll, exactly the trainer's per-step work.
 Timing: ``torch.cuda.synchronize()`` before and after ``--steps`` steps, after warm-up steps
 (compile happens there). Reported: images/s and the ratio to ``bare``.

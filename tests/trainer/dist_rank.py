@@ -4,9 +4,7 @@ MASTER_ADDR/PORT in the environment; argv: MODE OUT_JSON [RUN_DIR])."""
 from __future__ import annotations
 
 import json
-import os
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -87,7 +85,6 @@ def trainer_steps(run_dir: Path) -> dict:
 
 if __name__ == "__main__":
     mode, out = sys.argv[1], Path(sys.argv[2])
-    t0 = time.monotonic()
     res = {"cuda-only": cuda_only, "flags": flags}.get(mode)
     result = res() if res else trainer_steps(Path(sys.argv[3]))
     out.write_text(json.dumps(result))

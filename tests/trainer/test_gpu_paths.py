@@ -18,7 +18,8 @@ from trainer import checkpoint as ckpt
 from trainer import cli
 from trainer.config import load_config
 from trainer.dist import DistContext
-from trainer.setup import build, choose_precision, open_record, restore_state
+from trainer.device import choose_precision
+from trainer.setup import build, open_record, restore_state
 from trainer.train import Trainer
 
 ROOT = Path(__file__).resolve().parents[2]
