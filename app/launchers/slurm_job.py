@@ -28,6 +28,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 
@@ -52,6 +53,9 @@ class TrainerJob:
         signal.signal(signal.SIGUSR2, signal.SIG_IGN)  # inherited (ignored) by supervise and the trainer
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # SLURM signals every process; the trainer handles it
         argv = self.argv()
+        # each start of the job (a requeue too) is its own attempt (docs/run-directory.md, "Attempts"):
+        # never the one sbatch may have exported from the submitting shell
+        os.environ["SEGWATCH_ATTEMPT"] = uuid.uuid4().hex[:16]
         _note_attempt(Path(self.run_dir), argv)
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL)
         signal.signal(signal.SIGUSR2, self._early_warning)  # for this process only: after the child started
@@ -76,7 +80,7 @@ def _note_attempt(run_dir: Path, argv: list[str]) -> None:
     """Append this attempt (job id, restart count, node, resumed or fresh) to slurm/attempts.jsonl."""
     line = {"v": 1, "t": time.time(), "job_id": os.environ.get("SLURM_JOB_ID"),
             "restart_count": int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0),
-            "node": socket.gethostname(), "resumed": "--resume" in argv}
+            "node": socket.gethostname(), "resumed": "--resume" in argv, "attempt": os.environ.get("SEGWATCH_ATTEMPT")}
     folder = run_dir / "slurm"
     folder.mkdir(parents=True, exist_ok=True)
     with open(folder / "attempts.jsonl", "a", encoding="utf-8") as f:

@@ -109,6 +109,20 @@ def test_scancel_mid_run_then_resume_from_the_checkpoint(slurm_cluster, slurm_en
     assert new.state.start["resume_epoch"] >= done_epochs >= 1
     attempts = [json.loads(x) for x in (run_dir / "slurm" / "attempts.jsonl").read_text().splitlines()]
     assert [a["resumed"] for a in attempts] == [False, True]
+
+    # requeued by SLURM (as on preemption): the same job starts again and resumes by itself
+    wait_for("a checkpoint of the resumed trainer",
+             lambda: (refreshed(new).state.checkpoints.get("last") or {}).get("t", 0) > new.state.start["t"], 120)
+    first_resume_t = new.state.start["t"]
+    slurm_cluster.run("scontrol", "requeue", rec["job_id"])
+    wait_for("the requeued job's own resumed start", lambda: (refreshed(new).state.start or {}).get("t", 0) > first_resume_t
+             and new.state.status == "running", 180, poll=0.5)
+    assert new.state.start["resumed"] and new.state.start["resume_epoch"] >= 1
+    attempts = [json.loads(x) for x in (run_dir / "slurm" / "attempts.jsonl").read_text().splitlines()]
+    assert [(a["job_id"], a["restart_count"], a["resumed"]) for a in attempts[1:]] == \
+        [(rec["job_id"], 0, True), (rec["job_id"], 1, True)]
+    assert len({a["attempt"] for a in attempts}) == 3
+
     p = segwatch(slurm_env, "stop", str(run_dir), "--timeout", "60")
     assert p.returncode == 0 and refreshed(new).state.status == "stopped", p.stdout + p.stderr
 
