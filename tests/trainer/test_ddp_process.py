@@ -28,6 +28,12 @@ def test_an_uneven_validation_split_does_not_hang_the_ranks(tmp_path, n_val):
     assert len(ep) == 1 and isinstance(ep[0]["val_f"], float) and isinstance(ep[0]["val_loss"], float)
 
 
+def torch_equal(a, b) -> bool:
+    import torch
+
+    return bool(torch.equal(a, b))
+
+
 def rank_logs(run) -> list[list[dict]]:
     return [[json.loads(x) for x in (run / "ranks" / f"rank{r}.jsonl").read_text().splitlines()] for r in (0, 1)]
 
@@ -69,6 +75,11 @@ def test_a_stopped_ddp_run_resumes_with_its_shape_and_lr_curve(tmp_path):
     base = starts[0]["live"]["lr"]
     for e in steps[0]:  # the LR at every step, before and after the resume, is the schedule's
         assert e["lr"] == pytest.approx(lr_at(e["step"] - 1, base, 4, 12, 0.01), rel=1e-9), e
+    # each rank's own RNG states are in the checkpoint (dropout differs between ranks)
+    from trainer import checkpoint as ckpt
+
+    rngs = ckpt.load(run / "checkpoints" / "last.pt")["rng_ranks"]
+    assert len(rngs) == 2 and not torch_equal(rngs[0]["torch"], rngs[1]["torch"])
     # class frequencies: computed by rank 0, received by rank 1 (at each start)
     freq = [[e["class_frequencies"] for e in log if "class_frequencies" in e] for log in logs]
     assert freq == [["computed", "computed"], ["from rank 0", "from rank 0"]]

@@ -171,3 +171,20 @@ def test_resume_sets_fused_adamw_for_the_device_it_runs_on(tmp_path):
     comp = build(cfg, torch.device("cpu"), DistContext())
     restore_state(comp, state)
     assert [g["fused"] for g in comp.optimizer.param_groups] == [False, False]
+
+
+# --- item 2: --allow-reshape keeps the LR curve where it was ----------------------------------------
+
+def test_allow_reshape_rescales_the_step_so_the_lr_continues_at_the_same_point(tmp_path):
+    from trainer.schedule import lr_at
+    from trainer.setup import reshape_state
+
+    cfg = load_config(CONFIGS / "baseline.yaml", [*TINY, "training.warmup_epochs=1", "training.epochs=3"])
+    comp = build(cfg, torch.device("cpu"), DistContext())  # 16 images, batch 4: 4 steps per epoch on 1 process
+    assert comp.steps_per_epoch == 4
+    # stopped by a 2-process run (2 steps per epoch) after epoch 1 and 1 step of epoch 2
+    state = {"epoch": 1, "step_in_epoch": 1, "step": 3}
+    msg = reshape_state(comp, state, saved_world=2)
+    assert (state["step"], state["step_in_epoch"]) == (6, 2) and "2 -> 4 steps per epoch" in msg
+    lr = cfg.training.learning_rate
+    assert lr_at(state["step"], lr, 4, 12, 0.01) == pytest.approx(lr_at(3, lr, 2, 6, 0.01))
