@@ -104,8 +104,8 @@ _INT_FIELDS = frozenset({
     "seq", "v", "epoch", "step", "resume_epoch", "epochs", "steps_per_epoch", "batch_size", "params", "best_epoch",
     "skipped_steps", "line", "world_size", "pid"})
 _STR_FIELDS = frozenset({"type", "code", "message", "kind", "reason", "error", "cmd", "id", "name", "device", "path",
-                         "run_dir", "note", "attempt"})
-_BOOL_FIELDS = frozenset({"resumed", "synthetic"})
+                         "run_dir", "note", "attempt", "precision", "precision_reason"})
+_BOOL_FIELDS = frozenset({"resumed", "synthetic", "channels_last"})
 _MAX_INT = 10**12
 
 
