@@ -168,6 +168,16 @@ def test_a_27_mb_config_is_refused_unread(tmp_path):
     assert "config.yaml is 2" in r.state.read_note and "bytes (at most" in r.state.read_note
 
 
+@pytest.mark.parametrize("kind", ["fifo", "dir"])
+def test_set_refuses_a_control_file_that_is_not_a_regular_file(tmp_path, kind):
+    rec = bad_run(tmp_path / "runs")
+    _replace(rec.dir / "control.jsonl", kind)
+    res = subprocess.run([sys.executable, "-m", "app", "set", str(rec.dir), "lr=1e-4"], capture_output=True, text=True,
+                         timeout=HANG, cwd=ROOT, env=env())
+    assert res.returncode == 2, res.stdout + res.stderr
+    assert f"control.jsonl {KIND_TEXT[kind]}" in res.stderr and "Traceback" not in res.stderr, res.stderr
+
+
 def test_set_refuses_a_symlinked_control_file(tmp_path):
     runs = tmp_path / "runs"
     rec = bad_run(runs)
