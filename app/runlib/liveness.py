@@ -17,13 +17,15 @@ Rules (docs/runlib.md, "Status"):
       bound = max(STALL_K x longest recent gap, floor)
 
   where a gap is the time between two consecutive events of one trainer process (a pause, from
-  ``paused`` to ``resumed``, and the gap across a restart are not gaps), "recent" means the
+  ``paused`` to ``resumed``, and start-up, from ``start`` to the process's first ``step``, are
+  not gaps), "recent" means the
   epoch in progress plus the last ``EPOCHS_KEPT`` epochs (each epoch's gaps include its
   validation and checkpoint) plus the last ``EPOCHS_KEPT`` gaps that ended in an ``epoch``
   event (a validation, even when ``eval_every`` skips it in most epochs), and ``floor`` is
   ``STALL_FLOOR_S`` (30 s; ``$SEGWATCH_STALL_FLOOR_S`` overrides it). While the record holds no
-  ``epoch`` event yet (validation never measured) or the process has written fewer than two
-  events (start-up, first batch, ``torch.compile``), the floor is ``STALL_FIRST_X`` times larger.
+  ``epoch`` event yet (validation never measured) or the process is starting up (no ``step``
+  since its ``start``: loader workers, the first batch, ``torch.compile``), the floor is
+  ``STALL_FIRST_X`` times larger.
   Events resuming make the state return by itself. A stall's own gap counts like any other (a
   slow first validation must not stall every epoch), so after a long hang the bound stays larger
   for the next ``EPOCHS_KEPT`` epochs.
@@ -63,15 +65,20 @@ class Cadence:
         self.current = 0.0  # longest gap in the epoch in progress
         self.epochs: deque = deque(maxlen=EPOCHS_KEPT)  # longest gap of each recent epoch
         self.validations: deque = deque(maxlen=EPOCHS_KEPT)  # recent gaps that ended in an epoch event
-        self.in_process = 0  # events of the process now writing (since its start)
+        self.started_up = True  # the process now writing has logged its first step (False after a start)
         self.epoch_seen = False
 
     def feed(self, typ: Any, t: float | None) -> None:
         if typ == "start":
-            self.prev_t, self.in_process = t, 1
+            self.prev_t, self.started_up = t, False
             return
-        self.in_process += 1
         if t is None:
+            return
+        if not self.started_up:  # start-up: until the process's first step (or epoch) event
+            self.started_up = typ in ("step", "epoch")
+            self.prev_t = t
+            if typ == "epoch":
+                self.epoch_seen = True
             return
         if self.prev_t is not None and typ != "resumed":  # paused -> resumed is a person's choice
             gap = t - self.prev_t
@@ -90,7 +97,7 @@ class Cadence:
 
     def bound(self) -> float:
         floor = stall_floor()
-        if not self.epoch_seen or self.in_process < 2:
+        if not self.epoch_seen or not self.started_up:
             floor *= STALL_FIRST_X
         return max(STALL_K * self.longest(), floor)
 

@@ -177,7 +177,9 @@ def test_a_stopped_trainer_shows_stalled_in_ls_and_headless_then_running_again(t
             time.sleep(0.05)
             run.refresh()
         took, bound = time.monotonic() - t0, run.state.stall_bound()
-        print(f"STALLED shown {took:.2f} s after SIGSTOP; bound {bound:.2f} s")
+        c = run.state.cadence
+        print(f"STALLED shown {took:.2f} s after SIGSTOP; bound {bound:.2f} s (gaps: epoch in progress "
+              f"{c.current:.2f}, epochs {list(c.epochs)}, validations {list(c.validations)})")
         assert run.state.stalled_for() > bound  # by the documented rule, not a fixed guess
         detail = run.state.status_detail()
         assert detail.startswith("STALLED: no event for") and "last: " in detail and "bound" in detail
