@@ -119,6 +119,10 @@ def _continue(w) -> int:
     if p.finished:
         print(f"segwatch: plan {p.name} is {p.status}: nothing to continue", file=sys.stderr)
         return 2
+    if Path(p.path).with_suffix(".slurm").exists():
+        print(f"segwatch: plan {p.name} is run by SLURM jobs (no scheduler process): nothing to continue",
+              file=sys.stderr)
+        return 2
     if w.scheduler_alive():
         print(f"segwatch: plan {p.name} is running (scheduler pid {p.scheduler_pid}): nothing to continue",
               file=sys.stderr)
