@@ -130,13 +130,16 @@ def _source(path: Path, sets: Sequence[str]) -> str:
     return str(path) + (f" (with {' '.join('--set ' + s for s in sets)})" if sets else "")
 
 
-def resume_spec(run_dir: Path, device: str = "auto") -> LaunchSpec:
+def resume_spec(run_dir: Path, device: str = "auto", allow_reshape: bool = False) -> LaunchSpec:
     """Restart a run from its last checkpoint with the process count it was trained with
-    (meta.json's ``world_size``; the trainer checks it against the checkpoint's)."""
+    (meta.json's ``world_size``; the trainer checks it against the checkpoint's). With
+    ``allow_reshape`` the trainer may continue on fewer processes where fewer GPUs are visible."""
     run_dir = Path(run_dir)
     args = ["--resume", str(run_dir.resolve()), "--device", device]
     nproc = saved_world_size(run_dir)
-    if nproc > 1:
+    if allow_reshape:
+        args.append("--allow-reshape")
+    elif nproc > 1:
         args += ["--nproc-per-node", str(nproc)]
     return LaunchSpec(run_dir / "config.yaml", run_dir, run_dir.name, args, nproc=nproc)
 

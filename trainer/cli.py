@@ -84,12 +84,13 @@ def _launch_nproc(args: argparse.Namespace, nproc: int) -> int:
 
         visible = torch.cuda.device_count()
         if nproc > visible:
-            if args.resume and not args.nproc_per_node and args.allow_reshape:
-                return visible
-            hint = (f"add --allow-reshape to continue on {visible}" if args.resume
-                    else "lower --nproc-per-node / training.nproc_per_node, or make more GPUs visible (CUDA_VISIBLE_DEVICES)")
-            what = "the run was trained on" if args.resume and not args.nproc_per_node else "--nproc-per-node asks for"
-            raise ConfigError(f"{what} {nproc} processes, one GPU each, but {visible} GPU(s) are visible; {hint}")
+            if args.resume and args.allow_reshape:
+                return max(1, visible)
+            if args.resume:
+                raise ConfigError(f"--resume {args.resume}: the run was trained on {nproc} processes, one GPU each, but "
+                                  f"{visible} GPU(s) are visible; add --allow-reshape to continue on {visible}")
+            raise ConfigError(f"--nproc-per-node asks for {nproc} processes, one GPU each, but {visible} GPU(s) are visible; "
+                              "lower --nproc-per-node / training.nproc_per_node, or make more GPUs visible (CUDA_VISIBLE_DEVICES)")
     return nproc
 
 

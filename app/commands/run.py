@@ -55,6 +55,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         p = sub.choices["resume"]
         p.description = (p.description or "") + " A stopped or crashed run is restarted from its last checkpoint."
         _add_missing(p, "--device", choices=("auto", "cpu", "cuda"), default="auto", help="device for a restarted run")
+        _add_missing(p, "--allow-reshape", action="store_true", help=RESHAPE_HELP)
         _view_options(p, skip_existing=True)
         launchers.add_arguments(p)
         p.set_defaults(func=_combined_resume(p.get_default("func")))
@@ -62,9 +63,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         p = sub.add_parser("resume", help="restart a stopped or crashed run from its last checkpoint and attach")
         p.add_argument("run", metavar="RUN")
         p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+        p.add_argument("--allow-reshape", action="store_true", help=RESHAPE_HELP)
         _view_options(p)
         launchers.add_arguments(p)
         p.set_defaults(func=cmd_resume)
+
+
+RESHAPE_HELP = ("a DDP run restarts on the process count it was trained with; this lets it continue on fewer "
+                "where fewer GPUs are visible (the step counter is rescaled to the new steps per epoch)")
 
 
 def _add_missing(p: argparse.ArgumentParser, flag: str, **kw: Any) -> None:

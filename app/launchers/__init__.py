@@ -47,7 +47,8 @@ class LocalLauncher:
         return launch.start(spec)
 
     def resume(self, run_dir: Path, device: str = "auto") -> launch.LaunchSpec:
-        return launch.start(launch.resume_spec(run_dir, device=device))
+        allow = bool(getattr(self.args, "allow_reshape", False))
+        return launch.start(launch.resume_spec(run_dir, device=device, allow_reshape=allow))
 
     def stop(self, run: Any, timeout: float) -> int | None:
         return None

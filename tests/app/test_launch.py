@@ -106,3 +106,15 @@ def test_resume_spec_keeps_the_runs_process_count(tmp_path):
     (run / "meta.json").write_text(json.dumps({"name": "ddp", "world_size": 1}))
     spec = launch.resume_spec(run, device="cpu")
     assert spec.nproc == 1 and "--nproc-per-node" not in spec.trainer_args
+
+
+def test_resume_with_allow_reshape_lets_the_trainer_pick_the_count(tmp_path):
+    run = tmp_path / "ddp"
+    run.mkdir()
+    (run / "meta.json").write_text(json.dumps({"name": "ddp", "world_size": 2}))
+    spec = launch.resume_spec(run, device="cuda", allow_reshape=True)
+    assert "--allow-reshape" in spec.trainer_args and "--nproc-per-node" not in spec.trainer_args
+    from app.cli import build_parser
+
+    args = build_parser().parse_args(["resume", "ddp", "--allow-reshape"])
+    assert args.allow_reshape is True

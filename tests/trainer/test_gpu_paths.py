@@ -158,6 +158,12 @@ def test_resuming_a_two_gpu_run_where_one_gpu_is_visible_needs_allow_reshape(gpu
     err = capsys.readouterr().err
     assert rc == 2 and "trained on 2 processes" in err and "--allow-reshape" in err, err
     assert (run / "events.jsonl").read_bytes() == before
+    # asked to: it continues on the one visible GPU (one process: no torchrun), whether or not the
+    # launch named the old count (segwatch resume --allow-reshape does not)
+    from trainer.cli import _launch_nproc, parse_args
+
+    for extra in ([], ["--nproc-per-node", "2"]):
+        assert _launch_nproc(parse_args(["--resume", str(run), "--device", "cuda", "--allow-reshape", *extra]), 2) == 1
 
 
 # --- item 10: the fused optimizer follows the device it runs on now -------------------------------
