@@ -45,8 +45,6 @@ class SlurmLauncher:
             opts = from_args(args)
         except SlurmOptionError as e:
             raise LauncherError(str(e)) from None
-        if opts.nodes != 1:
-            raise LauncherError(f"--nodes {opts.nodes}: multi-node runs are not supported yet (docs/slurm.md); use --nodes 1")
         return cls(opts)
 
     # -- submitting --------------------------------------------------------------------
@@ -62,7 +60,7 @@ class SlurmLauncher:
             raise LauncherError(f"--launcher slurm: {e}") from None
         root = str(launch.PROJECT_ROOT)
         params: dict[str, Any] = {
-            "job_name": f"segwatch-{name}", "time": None, "nodes": 1, "ntasks_per_node": 1,
+            "job_name": f"segwatch-{name}", "time": None, "nodes": o.nodes, "ntasks_per_node": 1,
             "stderr_to_stdout": False,
             # the job must import app/ and trainer/ like a local child does (app.launch.child_env)
             "setup": [f"export PYTHONPATH={shlex.quote(root)}${{PYTHONPATH:+:$PYTHONPATH}}", "export PYTHONUNBUFFERED=1"],
@@ -90,7 +88,7 @@ class SlurmLauncher:
     def trainer_job(self, spec: launch.LaunchSpec, fresh_args: list[str]) -> TrainerJob:
         run_dir = spec.run_dir.resolve()
         resume_args = ["--resume", str(run_dir), "--device", _device_of(fresh_args)]
-        return TrainerJob(str(run_dir), fresh_args, resume_args)
+        return TrainerJob(str(run_dir), fresh_args, resume_args, nproc_per_node=self.options.nproc_per_node or 1)
 
     def fresh_args(self, spec: launch.LaunchSpec) -> list[str]:
         args = list(spec.trainer_args)
@@ -130,7 +128,7 @@ class SlurmLauncher:
             "submission_script": f"{rel}/{base}_submission.sh",
             "stdout": f"{rel}/{job_id}_0_log.out", "stderr": f"{rel}/{job_id}_0_log.err",
             "options": {k: v for k, v in vars(self.options).items() if v not in (None, [])},
-            "argv": job_fn.argv(),
+            "argv": job_fn.argv({"SLURM_NTASKS": "1"}),  # with --nodes N each node's task runs torchrun (docs/slurm.md)
         })
         write_record(run_dir, rec)
 

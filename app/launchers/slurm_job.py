@@ -37,17 +37,38 @@ class TrainerJobFailed(RuntimeError):
 
 
 class TrainerJob:
-    def __init__(self, run_dir: str, fresh_args: list[str], resume_args: list[str], python: str | None = None):
+    def __init__(self, run_dir: str, fresh_args: list[str], resume_args: list[str], python: str | None = None,
+                 nproc_per_node: int = 1):
         self.run_dir = str(run_dir)
         self.fresh_args = list(fresh_args)
         self.resume_args = list(resume_args)
         self.python = python or sys.executable
+        self.nproc_per_node = max(1, int(nproc_per_node))
 
-    def argv(self) -> list[str]:
-        run_dir = Path(self.run_dir)
-        args = self.resume_args if (run_dir / "checkpoints" / "last.pt").exists() else self.fresh_args
-        py = self.python
-        return [py, "-m", "app.supervise", str(run_dir), "--", py, "-m", "trainer", *args]
+    def trainer_args(self) -> list[str]:
+        last = Path(self.run_dir) / "checkpoints" / "last.pt"
+        return self.resume_args if last.exists() else self.fresh_args
+
+    def argv(self, env: dict | None = None) -> list[str]:
+        """What this task runs. One task: the supervised trainer (which starts its own torchrun for
+        nproc_per_node > 1, as locally). Several tasks (``--nodes N``: one per node): each task
+        runs torchrun for its node, joined by a c10d rendezvous on the job's first node; task 0's
+        torchrun runs under the supervisor (exit.json, stdout.log, stderr.log), like a local run.
+        """
+        env = os.environ if env is None else env
+        py, args = self.python, self.trainer_args()
+        tasks = int(env.get("SLURM_NTASKS", "1") or 1)
+        if tasks <= 1:
+            return [py, "-m", "app.supervise", self.run_dir, "--", py, "-m", "trainer", *args]
+        job = env.get("SLURM_JOB_ID", "0")
+        head = _first_host(env.get("SLURM_JOB_NODELIST", "")) or socket.gethostname()
+        port = 20000 + int(job) % 20000 if job.isdigit() else 29500
+        run = [py, "-m", "torch.distributed.run", f"--nnodes={tasks}", f"--nproc-per-node={self.nproc_per_node}",
+               "--rdzv-backend=c10d", f"--rdzv-endpoint={head}:{port}", f"--rdzv-id=segwatch-{job}",
+               "-m", "trainer", *args]
+        if int(env.get("SLURM_PROCID", "0") or 0) == 0:
+            return [py, "-m", "app.supervise", self.run_dir, "--", *run]
+        return run
 
     def __call__(self) -> int:
         signal.signal(signal.SIGUSR2, signal.SIG_IGN)  # inherited (ignored) by supervise and the trainer
@@ -57,7 +78,15 @@ class TrainerJob:
         # never the one sbatch may have exported from the submitting shell
         os.environ["SEGWATCH_ATTEMPT"] = uuid.uuid4().hex[:16]
         _note_attempt(Path(self.run_dir), argv)
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL)
+        if int(os.environ.get("SLURM_NNODES", "1") or 1) == 1 and Path("/sys/class/net/lo").exists():
+            os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")  # every rank on this node: gloo on loopback
+        if argv[1:3] != ["-m", "app.supervise"]:  # a task after the first: its own log, not the run's
+            folder = Path(self.run_dir) / "slurm"
+            name = f"{os.environ.get('SLURM_JOB_ID', 'job')}_task{os.environ.get('SLURM_PROCID', '?')}.log"
+            with open(folder / name, "ab") as log:
+                proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+        else:
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL)
         signal.signal(signal.SIGUSR2, self._early_warning)  # for this process only: after the child started
         rc = proc.wait()
         if rc != 0:
@@ -74,6 +103,20 @@ class TrainerJob:
                                    source="slurm")
         except (OSError, ValueError) as e:
             print(f"segwatch slurm job: could not ask for a checkpoint: {e}", file=sys.stderr)
+
+
+def _first_host(nodelist: str) -> str | None:
+    """The first host of a SLURM node list ("gpu[03-05,07]" -> "gpu03"), via scontrol when there."""
+    if not nodelist:
+        return None
+    try:
+        out = subprocess.run(["scontrol", "show", "hostnames", nodelist], capture_output=True, text=True, timeout=30)
+        if out.returncode == 0 and out.stdout.split():
+            return out.stdout.split()[0]
+    except (OSError, subprocess.SubprocessError):
+        pass
+    head, _, rest = nodelist.partition("[")
+    return head + rest.split(",")[0].split("-")[0].rstrip("]") if rest else nodelist.split(",")[0]
 
 
 def _note_attempt(run_dir: Path, argv: list[str]) -> None:

@@ -52,7 +52,8 @@ class SlurmOptions:
         out: dict[str, Any] = {}
         for a in self.sbatch_args:
             m = _SBATCH.match(a)
-            out[m.group(1)] = m.group(3) if m.group(2) else True
+            # submitit writes "_" as "-": the same spelling as its own keys, so --sbatch-arg wins over them
+            out[m.group(1).replace("-", "_")] = m.group(3) if m.group(2) else True
         return out
 
 

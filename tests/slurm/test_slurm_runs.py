@@ -154,6 +154,7 @@ def test_two_gloo_ranks_in_one_job_apply_a_live_command_at_the_same_step(slurm_c
     wait_for("the run to finish", lambda: refreshed(run).state.status == "finished", 180, poll=0.5)
     ack_step = run.state.adjustments[-1].answer_step
     logs = [[json.loads(x) for x in (run_dir / "ranks" / f"rank{r}.jsonl").read_text().splitlines()] for r in (0, 1)]
+    logs = [[e for e in log if "step" in e] for log in logs]  # (each log starts with its rank's seed line)
     assert logs[0] == logs[1]  # the same LR at the same step on both ranks
     spe = run.state.start["steps_per_epoch"]
     changed = [e for e in logs[0] if e["step"] >= ack_step]
@@ -167,3 +168,27 @@ def test_a_submission_sbatch_refuses_is_one_line_and_exit_2(slurm_cluster, slurm
     assert len(p.stderr.strip().splitlines()) == 1 and "sbatch refused baseline" in p.stderr, p.stderr
     assert "invalid partition" in p.stderr.lower(), p.stderr
     assert not any((tmp_path / "runs").iterdir())  # nothing submitted, nothing left behind
+
+
+def test_two_srun_tasks_join_one_ddp_run_by_c10d_rendezvous(slurm_cluster, slurm_env, tmp_path):
+    # the multi-node recipe (one torchrun per task, rendezvous on the job's first node) with two
+    # tasks on the one test node standing in for two nodes
+    run_dir, job = submit(slurm_env, tmp_path / "runs", "--sbatch-arg=--ntasks-per-node=2", "--set",
+                          "debug.rank_log=true", "--set", "debug.step_delay=0.05", "--set", "data.synthetic_train=64",
+                          epochs=3)
+    run = Run(run_dir)
+    wait_for("the first step", lambda: refreshed(run).state.last_step, 180)
+    assert run.state.start["world_size"] == 2
+    p = segwatch(slurm_env, "set", str(run_dir), "lr=2e-4", "--wait", "--timeout", "60")
+    assert p.returncode == 0 and "applied at" in p.stdout, p.stdout + p.stderr
+    wait_for("the run to finish", lambda: refreshed(run).state.status == "finished", 180, poll=0.5)
+    ack_step = run.state.adjustments[-1].answer_step
+    logs = [[json.loads(x) for x in (run_dir / "ranks" / f"rank{r}.jsonl").read_text().splitlines()] for r in (0, 1)]
+    logs = [[e for e in log if "step" in e] for log in logs]  # (each log starts with its rank's seed line)
+    assert logs[0] == logs[1]
+    spe = run.state.start["steps_per_epoch"]
+    changed = [e for e in logs[0] if e["step"] >= ack_step]
+    assert changed and all(e["lr"] == pytest.approx(lr_at(e["step"] - 1, 2e-4, 0, 3 * spe)) for e in changed)
+    task1 = run_dir / "slurm" / f"{job}_task1.log"
+    assert task1.exists()  # the second task's torchrun logs beside SLURM's, not into the run's stderr.log
+    assert wait_for("sacct COMPLETED", lambda: sacct_state(slurm_cluster, job) == "COMPLETED", 60)
