@@ -41,7 +41,7 @@ def segwatch_run(tmp_path: Path, *args: str, slurm_yaml: str | None = None) -> s
     (["--launcher", "slurm", "--sbatch-arg=-C gpu"], None, "sbatch_args: '-C gpu' is not allowed (write each option as --key=value"),
     (["--launcher", "slurm", "--sbatch-arg=--output=/tmp/x"], None, "segwatch sets --output itself"),
     (["--launcher", "slurm", "--time", "1:2:3:4"], None, "--time: time: '1:2:3:4' is not allowed"),
-    (["--launcher", "slurm", "--nodes", "2"], None, "multi-node runs are not supported yet"),
+    (["--launcher", "slurm", "--nodes", "0"], None, "--nodes: nodes: 0 is not allowed (an integer >= 1)"),
 ])
 def test_bad_slurm_options_are_one_line_errors_before_anything_is_created(tmp_path, args, yaml_text, expect):
     p = segwatch_run(tmp_path, *args, slurm_yaml=yaml_text)
