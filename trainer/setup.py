@@ -353,6 +353,9 @@ def restore_state(c: Components, state: dict) -> None:
         if fused:
             g["foreach"] = None
     ckpt.set_rng_state(ckpt.rank_rng(state, c.dist.rank), c.device)
+    if c.dist.rank >= len(state.get("rng_ranks") or [None]):
+        # no RNG state of its own (a resume onto more ranks than saved one): its own stream, not rank 0's
+        torch.manual_seed(rank_seed(c.cfg.seed, c.dist.rank) + int(state.get("step", 0)))
     c.state = state
 
 
