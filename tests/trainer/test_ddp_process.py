@@ -83,3 +83,36 @@ def test_a_stopped_ddp_run_resumes_with_its_shape_and_lr_curve(tmp_path):
     # class frequencies: computed by rank 0, received by rank 1 (at each start)
     freq = [[e["class_frequencies"] for e in log if "class_frequencies" in e] for log in logs]
     assert freq == [["computed", "computed"], ["from rank 0", "from rank 0"]]
+
+
+def test_allow_reshape_continues_a_two_rank_run_on_one_process_where_its_lr_curve_was(tmp_path):
+    run = tmp_path / "r"
+    cmd = trainer_cmd("baseline.yaml", run, *SMALL, "training.epochs=3", "training.warmup_epochs=1",
+                      "data.synthetic_train=64", "debug.rank_log=true", "debug.step_delay=0.1") + ["--nproc-per-node", "2"]
+    proc = start_trainer(cmd, run, timeout=180)
+    try:
+        wait_for(lambda: [s for s in events_of(run, "step") if s["step"] >= 5], 120, "step 5")
+        send(run, "stop")
+        assert proc.wait(timeout=120) == 0, stderr_of(proc)
+    finally:
+        proc.kill()
+    k = events_of(run, "checkpoint")[-1]["step"]  # 4 steps per epoch on 2 ranks
+    p = run_trainer(["python", "-m", "trainer", "--resume", str(run), "--device", "cpu", "--nproc-per-node", "1",
+                     "--allow-reshape"], timeout=240)
+    assert p.returncode == 0, p.stderr[-3000:]
+    starts = events_of(run, "start")
+    assert [(s["world_size"], s["steps_per_epoch"]) for s in starts] == [(2, 4), (1, 8)]
+    warn = [w for w in events_of(run, "warning") if w["code"] == "reshaped"]
+    assert len(warn) == 1 and "4 -> 8 steps per epoch" in warn[0]["message"]
+    base = starts[0]["live"]["lr"]
+    resumed = [e for e in rank_logs_one(run) if "step" in e and e["step"] > 2 * k]
+    # the first step after the resume is step 2k + 1 of 24: the same point of the run as step k + 1 of 12
+    assert resumed[0]["step"] == 2 * k + 1
+    assert resumed[0]["lr"] == pytest.approx(lr_at(k, base, 4, 12, 0.01), rel=1e-9)
+    for e in resumed:
+        assert e["lr"] == pytest.approx(lr_at(e["step"] - 1, base, 8, 24, 0.01), rel=1e-9)
+    assert resumed[-1]["step"] == 24 and events_of(run, "end")[-1]["reason"] == "completed"
+
+
+def rank_logs_one(run) -> list[dict]:
+    return [json.loads(x) for x in (run / "ranks" / "rank0.jsonl").read_text().splitlines()]
