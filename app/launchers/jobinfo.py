@@ -17,6 +17,7 @@ RunState uses :meth:`JobInfo.status_for` / :meth:`JobInfo.detail_for`; None mean
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -128,7 +129,29 @@ def job_info(run_dir: str | os.PathLike, *, fresh: bool = False) -> JobInfo | No
             info.submitted_t = float(j["t"])
     q = query(job_id, fresh=fresh)
     info.state, info.reason, info.exit_code = q.get("state"), q.get("reason", ""), q.get("exit_code", "")
+    if info.state in ("RUNNING", "COMPLETING"):  # a requeued job starts again: its trainer's start is newer still
+        t = _last_attempt_t(run_dir, job_id)
+        if t is not None and (info.submitted_t is None or t > info.submitted_t):
+            info.submitted_t = t
     return info
+
+
+def _last_attempt_t(run_dir: Path, job_id: str) -> float | None:
+    """When the job last started on a node (slurm/attempts.jsonl, written by slurm_job.py)."""
+    from app.runlib import safeio
+
+    try:
+        data, _ = safeio.read_tail(run_dir / "slurm" / "attempts.jsonl", 4096)
+    except (OSError, ValueError):
+        return None
+    for line in reversed(data.splitlines()):
+        try:
+            a = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(a, dict) and str(a.get("job_id")) == job_id and isinstance(a.get("t"), (int, float)):
+            return float(a["t"])
+    return None
 
 
 def query(job_id: str, *, fresh: bool = False) -> dict:

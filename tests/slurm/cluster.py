@@ -134,7 +134,9 @@ MpiDefault=none
 SchedulerType=sched/backfill
 SchedulerParameters=sched_interval=2
 KillWait=5
+# a requeued job waits cred_expire seconds before it starts again (default 120: too long for tests)
 MinJobAge=300
+AuthInfo=cred_expire=30
 InactiveLimit=0
 AccountingStorageType=accounting_storage/slurmdbd
 AccountingStorageHost={self.host}

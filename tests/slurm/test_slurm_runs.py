@@ -115,8 +115,10 @@ def test_scancel_mid_run_then_resume_from_the_checkpoint(slurm_cluster, slurm_en
              lambda: (refreshed(new).state.checkpoints.get("last") or {}).get("t", 0) > new.state.start["t"], 120)
     first_resume_t = new.state.start["t"]
     slurm_cluster.run("scontrol", "requeue", rec["job_id"])
-    wait_for("the requeued job's own resumed start", lambda: (refreshed(new).state.start or {}).get("t", 0) > first_resume_t
-             and new.state.status == "running", 180, poll=0.5)
+    seen = set()
+    wait_for("the requeued job's own resumed start", lambda: seen.add(refreshed(new).state.status) or (
+        (new.state.start or {}).get("t", 0) > first_resume_t and new.state.status == "running"), 180, poll=0.5)
+    assert "queued" in seen and not seen & {"crashed", "finished"}, seen  # waiting to start again, never "ended"
     assert new.state.start["resumed"] and new.state.start["resume_epoch"] >= 1
     attempts = [json.loads(x) for x in (run_dir / "slurm" / "attempts.jsonl").read_text().splitlines()]
     assert [(a["job_id"], a["restart_count"], a["resumed"]) for a in attempts[1:]] == \
