@@ -15,7 +15,8 @@ import time
 from typing import Any, Sequence, TextIO
 
 from app.health import evaluate
-from app.snapshot import OVER, fmt_duration
+from app.notify import Delivery, Notifier, end_detail, end_summary, gate_lines
+from app.snapshot import OVER, build_view, fmt_duration
 from trainer.live import format_value
 
 
@@ -45,8 +46,14 @@ def epoch_line(name: str, ev: dict, verdict: Any, total: int | None, width: int 
 class Follower:
     """Prints what is new in each run; ``poll()`` once per interval."""
 
-    def __init__(self, runs: Sequence[Any], rules: Sequence[Any], out: TextIO):
+    def __init__(self, runs: Sequence[Any], rules: Sequence[Any], out: TextIO, notify_argv: list[str] | None = None):
         self.runs, self.rules, self.out = list(runs), list(rules), out
+        self.notifier = Notifier()
+        tty = getattr(out, "isatty", lambda: False)()
+        # the bell and OSC notifications only on a terminal: a log file stays plain text
+        self.delivery = Delivery(self._write_raw if tty else None, notify_argv, self._cmd_failed)
+        self.colour: list[str] = ["green"] * len(runs)
+        self.advice: list[tuple[str, str]] = [("", "")] * len(runs)  # the last verdict's summary, action
         self.printed: list[set] = [set() for _ in runs]
         self.status: list[str | None] = [None] * len(runs)
         self.answered: list[set] = [set() for _ in runs]
@@ -57,6 +64,16 @@ class Follower:
     def say(self, text: str) -> None:
         self.out.write(text + "\n")
         self.out.flush()
+
+    def _write_raw(self, seq: str) -> None:
+        self.out.write(seq)
+        self.out.flush()
+
+    def _cmd_failed(self, text: str) -> None:  # from the command thread: one whole line
+        self.say(f"{'':8} notify: {text}")
+
+    def alert(self, ev: dict) -> None:
+        self.delivery.send(ev)
 
     def poll(self) -> None:
         for i, run in enumerate(self.runs):
@@ -80,6 +97,8 @@ class Follower:
             v = evaluate(history[:k + 1], self.rules[i], live=st.live, total_epochs=st.total_epochs, warnings=upto,
                          run_state="running")
             self.say(epoch_line(name, ev, v, st.total_epochs, self.width))
+            self.colour[i] = v.status
+            self.advice[i] = (v.summary, v.actions[0].text if v.actions else "")
         for w in st.warnings[self.warned[i]:] if self.warned[i] <= len(st.warnings) else []:
             self.say(f"{'':8} {name:<{self.width}} warning {w.get('code')}: {w.get('message', '')}")
         self.warned[i] = len(st.warnings)
@@ -105,6 +124,22 @@ class Follower:
                     self.say(f"{'':8} {name:<{self.width}}   stderr: {line}")
             elif s != "running" or len(history) == 0:
                 self.say(f"{'':8} {name:<{self.width}} {st.status_detail()}")
+            if s in OVER and s != "skipped":  # how it ended, best val F, wall time, what next
+                for line in end_summary(build_view(i, run, self.rules[i])):
+                    if not (s == "crashed" and line.startswith("why: ")):  # said just above
+                        self.say(f"{'':8} {name:<{self.width}}   {line}")
+        self._notice(i, run, name, s)
+
+    def _notice(self, i: int, run: Any, name: str, s: str) -> None:
+        st = run.state
+        colour = "red" if s in ("crashed", "stalled") else self.colour[i]
+        summary, action = self.advice[i]
+        detail = st.status_detail() if s == "stalled" else ""
+        if s in OVER and s != "skipped":
+            detail = end_detail(build_view(i, run, self.rules[i]))
+        for ev in self.notifier.observe(i, name=name, status=s, colour=colour, epoch=st.last_epoch, detail=detail,
+                                        action=action, summary=summary, run_dir=str(getattr(run, "path", ""))):
+            self.alert(ev)
 
     def all_over(self) -> bool:
         return all(r.state.status in OVER for r in self.runs)
@@ -114,13 +149,15 @@ class Follower:
 
 
 def follow(runs: Sequence[Any], rules: Sequence[Any], *, interval: float = 1.0, out: TextIO | None = None,
-           specs: Sequence[Any] = (), timeout: float | None = None, plan: Any = None) -> int:
+           specs: Sequence[Any] = (), timeout: float | None = None, plan: Any = None,
+           notify_argv: list[str] | None = None) -> int:
     """``plan``: an app.plan.watch.PlanWatch; its decisions get a line, and an abandoned plan
     (scheduler gone) ends the wait for its queued runs."""
     from app.launch import reap
 
     out = out or sys.stdout
-    f = Follower(runs, rules, out)
+    f = Follower(runs, rules, out, notify_argv)
+    first_plan_read = True
     stop = {"why": None}
 
     def detach(signum, _frame):
@@ -136,6 +173,11 @@ def follow(runs: Sequence[Any], rules: Sequence[Any], *, interval: float = 1.0, 
                 plan.refresh()
                 for line in plan.new_lines():
                     f.say(line)
+                    if not first_plan_read and line in gate_lines([line]):
+                        ev = f.notifier.gate(plan.plan.name if plan.plan else "plan", line)
+                        if ev is not None:
+                            f.alert(ev)
+                first_plan_read = first_plan_read and plan.plan is None
             if f.all_over() or (plan is not None and plan.abandoned()
                                 and all(r.state.status in (*OVER, "queued") for r in runs)):
                 if plan is not None:  # the scheduler records the last result, then exits
@@ -152,4 +194,5 @@ def follow(runs: Sequence[Any], rules: Sequence[Any], *, interval: float = 1.0, 
     finally:
         for s, h in old.items():
             signal.signal(s, h)
+        f.delivery.close(timeout=10)  # the last notifications (a run's end) go out before we exit
     return 1 if f.crashed() else 0

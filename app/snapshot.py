@@ -74,6 +74,7 @@ class RunView:
     stderr_tail: tuple = ()
     gpu: dict | None = None
     built_t: float = 0.0
+    wall_s: float | None = None  # an ended run's wall time (start to end; summed epoch times after a resume)
 
     @property
     def over(self) -> bool:
@@ -175,8 +176,17 @@ def build_view(index: int, run: Any, rules: Any, gpu: dict | None = None, verdic
         warnings=tuple(dict(w) for w in warns[-5:]), warning_counts=dict(st.warning_counts or {}),
         unreadable=getattr(st, "unreadable", 0), read_note=getattr(st, "read_note", ""),
         exit_info=dict(st.exit_info) if st.exit_info else None, crash_reason=st.crash_reason or "",
-        stderr_tail=tail, gpu=gpu, built_t=time.time(),
+        stderr_tail=tail, gpu=gpu, built_t=time.time(), wall_s=_wall_s(st, history) if status in OVER else None,
     )
+
+
+def _wall_s(st: Any, history: list) -> float | None:
+    start, end = st.start or {}, st.end or {}
+    t0, t1 = start.get("t"), end.get("t") or st.last_event_t
+    if isinstance(t0, (int, float)) and isinstance(t1, (int, float)) and not start.get("resumed") and t1 >= t0:
+        return float(t1 - t0)
+    times = [h.get("epoch_time") for h in history if isinstance(h.get("epoch_time"), (int, float))]
+    return float(sum(times)) if times else None
 
 
 def _pt(p: Any, key: str, default: Any = None) -> Any:

@@ -86,6 +86,18 @@ def _view_options(p: argparse.ArgumentParser, skip_existing: bool = False) -> No
     add("--interval", type=float, default=None, metavar="S",
         help="seconds between reads of the records (default 0.25 in the TUI, 2 headless)")
     add("--no-gpu", action="store_true", help="do not query GPU utilisation (nvidia-ml-py)")
+    add("--notify-cmd", type=_notify_cmd, default=None, metavar="CMD",
+        help="run CMD (split like a shell line, run without a shell) with each notification as JSON on stdin: "
+        "a run turning yellow or red, stalling, ending, crashing, a plan's gate deciding (docs/tui.md)")
+
+
+def _notify_cmd(text: str) -> list[str]:
+    from app.notify import NotifyCmdError, parse_notify_cmd
+
+    try:
+        return parse_notify_cmd(text) or []
+    except NotifyCmdError as e:
+        raise argparse.ArgumentTypeError(str(e).removeprefix("--notify-cmd: ").removeprefix("--notify-cmd ")) from None
 
 
 def _err(msg: str, code: int = 2) -> int:
@@ -115,12 +127,15 @@ def open_views(runs: list[Run], rules: list[Any], args: argparse.Namespace, spec
     if headless:
         from app.headless import follow
 
-        return follow(runs, rules, interval=args.interval or 2.0, specs=specs, plan=plan)
+        return follow(runs, rules, interval=args.interval or 2.0, specs=specs, plan=plan,
+                      notify_argv=getattr(args, "notify_cmd", None))
     from app.tui.app import SegwatchApp
 
     app = SegwatchApp(runs, rules, specs=specs, interval=args.interval or 0.25, gpu=not args.no_gpu,
-                      runs_dir=str(_runs_dir(args)), thresholds=[thresholds_of(r) for r in rules], plan=plan)
+                      runs_dir=str(_runs_dir(args)), thresholds=[thresholds_of(r) for r in rules], plan=plan,
+                      notify_argv=getattr(args, "notify_cmd", None))
     app.run()
+    app.delivery.close(timeout=10)  # a notification still being sent (a run's end) goes out before we exit
     return app.return_code or 0
 
 

@@ -20,6 +20,7 @@ from textual.widgets import Footer, Static
 from textual.worker import get_current_worker
 
 from app.launch import LaunchSpec
+from app.notify import Delivery
 from app.snapshot import RunView
 
 from .actions import CockpitActions
@@ -58,6 +59,17 @@ class RunsChanged(Message):
     """The watcher has newer snapshots; take them with ``Watcher.take``."""
 
 
+class NotifyFailed(Message):
+    """A --notify-cmd failed (posted from the command thread)."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+
+
+ALERT_SEVERITY = {"red": "error", "crashed": "error", "stalled": "error", "yellow": "warning"}
+
+
 class SegwatchApp(CockpitActions, App[int]):
     CSS_PATH = "app.tcss"
     TITLE = "segwatch"
@@ -69,8 +81,11 @@ class SegwatchApp(CockpitActions, App[int]):
 
     def __init__(self, runs: Sequence[Any], rules: Sequence[Any], *, specs: Sequence[LaunchSpec] = (),
                  interval: float = 0.25, gpu: bool = True, runs_dir: str = "runs",
-                 thresholds: Sequence[dict | None] | None = None, plan: Any = None) -> None:
+                 thresholds: Sequence[dict | None] | None = None, plan: Any = None,
+                 notify_argv: list[str] | None = None) -> None:
         super().__init__()
+        # bell + OSC 9/777 through the driver; --notify-cmd in a thread (app.notify)
+        self.delivery = Delivery(self._write_terminal, notify_argv, lambda t: self.post_message(NotifyFailed(t)))
         self.plan_bar = PlanBar(plan, id="planbar") if plan is not None else None  # app.plan.watch.PlanWatch
         self.watcher = Watcher(runs, rules, interval=interval, gpu=gpu, specs=specs)
         self.rules = list(rules)
@@ -122,6 +137,27 @@ class SegwatchApp(CockpitActions, App[int]):
                 return
         self._update_compare()
         self._update_topbar()
+        for ev in self.watcher.take_alerts():
+            self.alert(ev)
+
+    def alert(self, ev: dict) -> None:
+        """A notification event (app.notify): bell, desktop notification, --notify-cmd, a toast."""
+        self.delivery.send(ev)
+        self.notify(ev["message"], title=ev["title"], severity=ALERT_SEVERITY.get(ev["kind"], "information"),
+                    timeout=15)
+
+    def _write_terminal(self, seq: str) -> None:
+        # as App.bell does: the driver's writer owns the terminal; nothing in headless (Pilot) mode
+        if self._driver is not None and not self.is_headless:
+            self._driver.write(seq)
+
+    def on_notify_failed(self, msg: NotifyFailed) -> None:
+        self.notify(msg.text, severity="error", timeout=10)
+
+    def on_plan_bar_gate_decided(self, msg: Any) -> None:
+        ev = self.watcher.notifier.gate(msg.plan, msg.line)
+        if ev is not None:
+            self.alert(ev)
 
     def _update_compare(self) -> None:
         if len(self.watcher.runs) < 2:

@@ -23,6 +23,7 @@ from typing import Any, Callable, Sequence
 
 from app import gpu as gpu_mod
 from app.launch import LaunchSpec, reap
+from app.notify import Notifier, end_detail
 from app.snapshot import RunView, build_view
 
 GPU_EVERY = 2.0  # seconds between GPU queries
@@ -59,6 +60,9 @@ class Watcher:
         self._gpu_t = 0.0
         self.errors: list[str] = []
         self.ticks = 0
+        self.notifier = Notifier()
+        self._alerts: list[dict] = []  # events for a notification, taken by the UI with take_alerts
+        self._views: list[RunView | None] = [None] * len(self.runs)  # the last view built of each run
 
     # --- called from the UI thread ---------------------------------------------------
     def submit(self, index: int, cmd: str, values: dict | None = None, reason: str = "") -> Future:
@@ -73,6 +77,27 @@ class Watcher:
         with self._lock:
             out, self._latest, self._posted = self._latest, {}, False
         return out
+
+    def take_alerts(self) -> list[dict]:
+        """Notification events (app.notify) since the last call."""
+        with self._lock:
+            out, self._alerts = self._alerts, []
+        return out
+
+    def _notice(self, i: int, view: RunView | None, complete: bool) -> None:
+        if view is None:
+            return
+        act = view.actions[0] if view.actions else None
+        action = str((act.get("text") if isinstance(act, dict) else getattr(act, "text", "")) or "") if act else ""
+        detail = view.status_detail if view.status == "stalled" else ""
+        if view.over:
+            detail = end_detail(view)
+        evs = self.notifier.observe(i, name=view.name, status=view.status, colour=view.colour, epoch=view.epoch,
+                                    detail=detail, action=action, summary=view.summary, run_dir=view.run_dir,
+                                    complete=complete)
+        if evs:
+            with self._lock:
+                self._alerts.extend(evs)
 
     def poke(self) -> None:
         self._wake.set()
@@ -101,6 +126,9 @@ class Watcher:
                 while (run.events_tail.more or run.control_tail.more) and time.monotonic() < catch_up:
                     run.refresh(max_bytes=READ_SLICE)
                 st = run.state
+                complete = not (run.events_tail.more or run.control_tail.more)
+                if complete and self._views[i] is not None and not self.notifier.has_baseline(i):
+                    self._notice(i, self._views[i], True)  # caught up on a long record: the baseline
                 # every event but a step (epoch, answer, warning, end...) is shown at once
                 major = (getattr(run, "generation", 0), st.status, st.events_seen - st.steps_seen,
                          len(st.adjustments), len(st.pending()), st.bad_lines, st.crash_reason,
@@ -114,6 +142,8 @@ class Watcher:
                         and now - self._published_t[i] < max(self.interval, STEP_EVERY)):
                     continue  # only step events: they go out with the next second's redraw
                 view = build_view(i, run, self.rules[i], gpu=self._gpu[i])
+                self._views[i] = view
+                self._notice(i, view, complete)
                 self._prints[i] = fp
                 self._published_t[i] = now
             except Exception as e:  # keep watching the other runs

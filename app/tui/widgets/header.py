@@ -6,6 +6,7 @@ import time
 
 from rich.text import Text
 
+from app.notify import end_summary
 from app.snapshot import RunView, fmt_duration
 
 from .base import COLOUR, ViewWidget, f3, fv
@@ -29,7 +30,8 @@ class PaneHeader(ViewWidget):
         return (view.name, view.colour, view.status, view.status_detail, view.phase, view.epoch,
                 view.total_epochs, round(view.progress, 3), eta, view.samples_per_s, view.step,
                 g.get("util"), g.get("proc_mem"), view.crash_reason, view.stderr_tail, view.summary,
-                view.index, tuple(view.warning_counts.items()), view.unreadable, view.read_note)
+                view.index, tuple(view.warning_counts.items()), view.unreadable, view.read_note,
+                view.best_val_f, view.best_epoch, view.wall_s)
 
     def draw(self, v: RunView) -> Text:
         c = COLOUR.get(v.colour, "white")
@@ -59,6 +61,12 @@ class PaneHeader(ViewWidget):
             t.append("  waiting for the first logged step (every training.log_every steps)…", style="dim")
         elif v.status == "starting":
             t.append("  starting the trainer…", style="dim")
+        if v.over and v.status != "skipped":  # how it ended and what to run next
+            first, *rest = end_summary(v)
+            t.append(f"\n■ {first}", style="bold " + ("red" if v.status == "crashed" else "green"))
+            for line in rest:
+                if not line.startswith("why: "):  # a crash's reason is shown below, with stderr
+                    t.append(f"\n  {line}", style="bold")
         if v.gpu:
             g = v.gpu
             t.append(f"\nGPU{g['index']} {g['util']}%  mem {g['proc_mem'] / 2**30:.1f}/{g['mem_total'] / 2**30:.0f} GiB",

@@ -12,6 +12,7 @@ from textual.message import Message
 from textual.widgets import Static
 from textual.worker import get_current_worker
 
+from app.notify import gate_lines
 from app.plan.watch import PlanWatch
 
 INTERVAL = 1.0  # seconds between reads of the plan file (a few hundred bytes)
@@ -22,6 +23,13 @@ class PlanBar(Static):
         def __init__(self, markup: str) -> None:
             super().__init__()
             self.markup = markup
+
+    class GateDecided(Message):
+        """A gate of the plan decided (a run started after it, or was skipped): worth a notification."""
+
+        def __init__(self, plan: str, line: str) -> None:
+            super().__init__()
+            self.plan, self.line = plan, line
 
     def __init__(self, plan: PlanWatch, **kw) -> None:
         super().__init__("plan: reading…", **kw)
@@ -38,8 +46,14 @@ class PlanBar(Static):
     def _follow(self) -> None:
         worker = get_current_worker()
         last = None
+        first = True
         while not worker.is_cancelled and not self._stop.is_set():
             self.watch_plan.refresh()
+            lines = self.watch_plan.new_lines()
+            if not first:  # the first read is the plan's history: not news
+                for line in gate_lines(lines):
+                    self.post_message(self.GateDecided(self.watch_plan.plan.name if self.watch_plan.plan else "plan", line))
+            first = first and self.watch_plan.plan is None
             markup = self.watch_plan.markup()
             if markup != last:
                 last = markup
@@ -49,3 +63,4 @@ class PlanBar(Static):
     def on_plan_bar_plan_changed(self, msg: "PlanBar.PlanChanged") -> None:
         self.text = msg.markup
         self.update(msg.markup)
+
