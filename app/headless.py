@@ -17,6 +17,7 @@ from typing import Any, Sequence, TextIO
 from app.health import evaluate
 from app.notify import Delivery, Notifier, end_detail, end_summary, gate_lines
 from app.snapshot import OVER, build_view, fmt_duration
+from trainer.datainfo import data_badge, data_line
 from trainer.live import format_value
 
 
@@ -60,6 +61,7 @@ class Follower:
         self.warned: list[int] = [0] * len(runs)
         self.unreadable: list[tuple] = [(0, "")] * len(runs)
         self.width = max([len(r.state.name or r.name) for r in runs] + [4])
+        self.data_said: list[dict | None] = [None] * len(runs)
 
     def say(self, text: str) -> None:
         self.out.write(text + "\n")
@@ -87,6 +89,10 @@ class Follower:
     def _report(self, i: int, run: Any) -> None:
         st = run.state
         name = st.name or run.name
+        data = (st.start or {}).get("data")
+        if isinstance(data, dict) and data != self.data_said[i]:  # what data it is, once per (re)start
+            self.data_said[i] = data
+            self.say(f"{'':8} {name:<{self.width}} {data_badge(data)}: {data_line(data)}")
         history = st.history()
         for k, ev in enumerate(history):
             e = ev.get("epoch")

@@ -73,6 +73,7 @@ class RunView:
     crash_reason: str = ""
     stderr_tail: tuple = ()
     gpu: dict | None = None
+    data: dict | None = None  # the start event's description of the data (trainer/datainfo.py)
     built_t: float = 0.0
     wall_s: float | None = None  # an ended run's wall time (start to end; summed epoch times after a resume)
 
@@ -177,6 +178,7 @@ def build_view(index: int, run: Any, rules: Any, gpu: dict | None = None, verdic
         unreadable=getattr(st, "unreadable", 0), read_note=getattr(st, "read_note", ""),
         exit_info=dict(st.exit_info) if st.exit_info else None, crash_reason=st.crash_reason or "",
         stderr_tail=tail, gpu=gpu, built_t=time.time(), wall_s=_wall_s(st, history) if status in OVER else None,
+        data=dict(start["data"]) if isinstance(start.get("data"), dict) else None,
     )
 
 

@@ -97,6 +97,7 @@ def _launch_nproc(args: argparse.Namespace, nproc: int) -> int:
 def _run(args: argparse.Namespace, cfg, argv: list[str]) -> int:
     import torch  # noqa: F401 - heavy import after the cheap config checks
 
+    from trainer.datainfo import data_line
     from trainer.dist import init_distributed
     from trainer.setup import (build, load_resume, new_run_dir, open_record, out, reshape_state, resolve_device,
                                restore_state, saved_world_size)
@@ -151,6 +152,8 @@ def _run(args: argparse.Namespace, cfg, argv: list[str]) -> int:
                    "scores say nothing about the real task")
             ev.emit("warning", code="synthetic_data", message=msg, epoch=trainer.epoch, step=trainer.step)
             out(f"!! {msg}")
+        else:
+            out(f"data: {data_line(desc)}")
         out(f"run {cfg.name}: {run_dir} | {comp.params:,} params | device {device} | "
             f"{comp.steps_per_epoch} steps/epoch | epochs {trainer.epoch + 1}..{trainer.live['epochs']}")
     reason, error = "crashed", None

@@ -119,7 +119,10 @@ class TrainingConfig:
 class DataConfig:
     root: Any = field(default=None, metadata=check(lambda v: v is None or (isinstance(v, str) and v != ""), "null (built-in synthetic data) or a folder path"))
     format: str = field(default="auto", metadata=check(lambda v: v in ("auto", "mini", "celebamask"), "auto | mini | celebamask"))
-    image_size: int = field(default=128, metadata=check(lambda v: 32 <= v <= 2048 and v % 32 == 0, "a multiple of 32 in 32..2048"))
+    # None: real data trains at its masks' own size (512 for the challenge), synthetic at its default
+    image_size: Any = field(default=None, metadata=check(
+        lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool) and 32 <= v <= 2048 and v % 32 == 0),
+        "null (the data's own size) or a multiple of 32 in 32..2048"))
     synthetic_train: int = field(default=480, metadata=check(lambda v: 1 <= v <= 1_000_000, "an integer in 1..1000000"))
     synthetic_val: int = field(default=100, metadata=check(lambda v: 1 <= v <= 1_000_000, "an integer in 1..1000000"))
     cache_dir: Any = field(default=None, metadata=check(lambda v: v is None or isinstance(v, str), "null or a folder path"))

@@ -2,7 +2,8 @@
 
 SOURCE is a config file (with ``--set`` overrides) or a run directory (its config.yaml). Writes
 ``DIR/images/<stem>.png`` (RGB) and ``DIR/masks/<stem>.png`` (mode "L", pixel = class id)
-exactly as the trainer sees the split: at ``data.image_size``, never augmented. With the
+as the trainer scores the split: never augmented, at the data's own size (the synthetic data is
+generated at ``data.image_size``). With the
 built-in synthetic data this is the only way to look at the images, and it lets ``segwatch
 predict`` + ``segwatch evaluate`` reproduce the val F a run reported. Stems: the dataset's own
 (mini challenge) or ``<split>_<index>`` (synthetic, CelebAMask-HQ), in the trainer's order.
@@ -45,10 +46,12 @@ def export(cfg, split: str, out: Path, limit: int | None = None) -> int:
     from trainer.data import build_datasets
 
     d = cfg.data
-    train, val, _ = build_datasets(root=d.root, format=d.format, image_size=d.image_size,
+    train, val, desc = build_datasets(root=d.root, format=d.format, image_size=d.image_size,
                                    synthetic_train=d.synthetic_train, synthetic_val=d.synthetic_val,
                                    seed=cfg.seed, augment=None)
+    d.image_size = desc["image_size"]
     src = (val if split == "val" else train).source
+    src = getattr(src, "source", src)  # real data: the files' own size (Resized wraps the folder dataset)
     n = len(src) if limit is None else min(limit, len(src))
     (out / "images").mkdir(parents=True, exist_ok=True)
     (out / "masks").mkdir(parents=True, exist_ok=True)

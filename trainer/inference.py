@@ -37,7 +37,9 @@ class LoadedModel:
     best_epoch: Any = None
 
     @property
-    def image_size(self) -> int:
+    def image_size(self) -> int | None:
+        """The training size; None (a config with data.image_size unset): each image at its own size,
+        what the trainer does with real data then (a run's config.yaml records the size it chose)."""
         return self.config.data.image_size
 
     def describe(self) -> dict:

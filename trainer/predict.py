@@ -78,18 +78,21 @@ def model_outputs(lm, arrays: list, device, tta: bool, batch_size: int | None = 
         chunk = arrays[b:b + bs]
         xs = []
         for a in chunk:
-            if a.shape[:2] != (s, s):
+            if s is not None and a.shape[:2] != (s, s):  # None: each image at its own size
                 a = np.array(Image.fromarray(a).resize((s, s), Image.BILINEAR))
             xs.append(to_tensor(a))
-        x = torch.stack(xs).to(device)
-        if cl:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with torch.no_grad(), torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp):
-            logits = lm.model(x).float()
-            flipped = lm.model(torch.flip(x, dims=[3])).float() if tta else None
+        groups = [xs] if all(x.shape == xs[0].shape for x in xs) else [[x] for x in xs]
+        logits, flipped = [], []
+        for g in groups:
+            x = torch.stack(g).to(device)
+            if cl:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with torch.no_grad(), torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp):
+                logits += list(lm.model(x).float().split(1))
+                flipped += list(lm.model(torch.flip(x, dims=[3])).float().split(1)) if tta else []
         for k, a in enumerate(chunk):
             size = a.shape[:2]
-            one = [logits[k:k + 1]] + ([torch.flip(flipped[k:k + 1], dims=[3])[:, perm]] if tta else [])
+            one = [logits[k]] + ([torch.flip(flipped[k], dims=[3])[:, perm]] if tta else [])
             one = [F.interpolate(t, size=size, mode="bilinear", align_corners=False) if tuple(t.shape[2:]) != size
                    else t for t in one]
             out.append([t[0].cpu() for t in one])
@@ -174,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     for m in models:
         d = m.describe()
         log(f"model {d['name']}: {d['checkpoint']} (epoch {d['epoch']}, best val F {d['best_val_f']}), "
-            f"{d['attention']}/w{d['width']}, at {d['image_size']}px")
+            f"{d['attention']}/w{d['width']}, at " + (f"{d['image_size']}px" if d['image_size'] else "each image's own size"))
     log(f"{len(images)} images, {len(models)} model(s){', TTA flip' if args.tta == 'flip' else ''}, device {device}")
     written, unreadable = predict(models, images, out, device, args.tta == "flip", log=log)
     manifest = {"v": 1, "models": [m.describe() for m in models], "tta": args.tta, "device": str(device),

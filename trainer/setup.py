@@ -23,6 +23,7 @@ from trainer import live as live_mod
 from trainer.config import Config, ConfigError, from_dict
 from trainer.data import build_datasets, class_frequencies, class_weights_from_frequencies
 from trainer.data.augment import Augment
+from trainer.data.dataset import collate_native
 from trainer.device import choose_precision, rank_seed
 from trainer.dist import DistContext
 from trainer.losses import SegLoss
@@ -97,7 +98,7 @@ class Components:
     def val_loader(self) -> DataLoader:
         idx = list(range(len(self.val_ds)))[self.dist.rank::self.dist.world_size]
         subset = torch.utils.data.Subset(self.val_ds, idx)
-        return DataLoader(subset, batch_size=self.cfg.training.batch_size, shuffle=False,
+        return DataLoader(subset, batch_size=self.cfg.training.batch_size, shuffle=False, collate_fn=collate_native,
                           num_workers=self.cfg.training.num_workers, pin_memory=self.device.type == "cuda")
 
     def val_batches_max(self) -> int:
@@ -173,6 +174,12 @@ def build(cfg: Config, device: torch.device, dist: DistContext) -> Components:
     train_ds, val_ds, desc = build_datasets(root=d.root, format=d.format, image_size=d.image_size,
                                             synthetic_train=d.synthetic_train, synthetic_val=d.synthetic_val,
                                             seed=cfg.seed, augment=augment)
+    d.image_size = desc["image_size"]  # unset -> the size chosen; config.yaml and checkpoints record it
+    n = desc["train_count"]
+    desc["class_weights"] = {  # loss.use_class_weights may also be switched on live: say where they come from
+        "enabled": bool(cfg.loss.use_class_weights),
+        "source": f"pixel frequencies of the {n} training masks at {d.image_size} px (inverse square root), "
+                  f"cached in {Path(d.cache_dir) / 'class_frequencies.json' if d.cache_dir else 'the run directory'}"}
     t = cfg.training
     per_rank = len(train_ds) // dist.world_size
     steps = steps_per_epoch(cfg, len(train_ds), dist.world_size)

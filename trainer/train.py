@@ -20,6 +20,7 @@ from trainer.metrics import FScoreMeter
 from trainer.schedule import lr_at
 from trainer.setup import Components
 from trainer.steer import Requests
+from trainer.valscore import score_batch
 
 
 class StopRun(Exception):
@@ -279,15 +280,13 @@ class Trainer:
                 continue
             images, masks = batch
             images = images.to(c.device, non_blocking=True)
-            masks = masks.to(c.device, non_blocking=True)
             if c.channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
             with torch.autocast(device_type=c.device.type, dtype=torch.bfloat16, enabled=c.amp):
                 logits = model(images)
-                loss, _ = c.loss_fn(logits, masks)
-            sums[0] += loss.float() * images.shape[0]
+            # loss and F at each mask's own size (the organisers' score), logits upsampled in float32
+            sums[0] += score_batch(logits, masks, c.loss_fn, meter, c.device)
             sums[1] += images.shape[0]
-            meter.update(logits.max(1).indices, masks)
         self.dist.all_reduce_sum(sums)
         out = meter.compute(self.dist)
         out["loss"] = (sums[0] / sums[1].clamp(min=1)).item()

@@ -67,16 +67,21 @@ class SegDataset(Dataset):
 class Resized:
     """A raw source resized to ``size`` x ``size``: image BILINEAR (Pillow's
     resize antialiases when shrinking), mask NEAREST. Non-square inputs are
-    stretched (CelebA-HQ images are square)."""
+    stretched (CelebA-HQ images are square).
 
-    def __init__(self, source, size: int):
-        self.source, self.size = source, int(size)
+    ``native_masks=True`` (the validation split) keeps each mask at its own
+    size: validation is scored as the organisers score, against the
+    full-resolution masks, whatever the training size (the logits are upsampled
+    to each mask's size; trainer/valscore.py)."""
+
+    def __init__(self, source, size: int, native_masks: bool = False):
+        self.source, self.size, self.native_masks = source, int(size), bool(native_masks)
 
     def __len__(self) -> int:
         return len(self.source)
 
     def _mask(self, mask):
-        if mask.shape != (self.size, self.size):
+        if not self.native_masks and mask.shape != (self.size, self.size):
             mask = np.array(Image.fromarray(mask).resize((self.size, self.size), Image.NEAREST))
         return mask
 
@@ -93,10 +98,20 @@ class Resized:
 
     @property
     def cache_key(self) -> str:
-        return f"{self.source.cache_key}:resized={self.size}"
+        return f"{self.source.cache_key}:resized={self.size}" + (":native-masks" if self.native_masks else "")
 
     def describe(self) -> dict:
         return {**self.source.describe(), "image_size": self.size}
+
+
+def collate_native(batch):
+    """DataLoader collate for validation: images stacked; masks stacked when they share one size,
+    else a list of HxW tensors (masks at their own sizes)."""
+    images = torch.stack([b[0] for b in batch])
+    masks = [b[1] for b in batch]
+    if all(m.shape == masks[0].shape for m in masks):
+        return images, torch.stack(masks)
+    return images, masks
 
 
 def detect_format(root: str) -> str:
@@ -124,7 +139,53 @@ def detect_format(root: str) -> str:
         f"root holds: {', '.join(found) or 'nothing'}"])
 
 
-def build_datasets(*, root: str | None, format: str = "auto", image_size: int = 128,
+#: data.image_size unset on the built-in synthetic data (real data: its native size)
+SYNTHETIC_IMAGE_SIZE = 128
+LAYOUTS = {"mini": "mini-challenge (train/ val/ images + masks)",
+           "celebamask": "original CelebAMask-HQ (CelebA-HQ-img/ + CelebAMask-HQ-mask-anno/ part masks)"}
+
+
+def _open_splits(kind: str, root: str, check: bool):
+    """Both splits' folder datasets; the problems of EVERY split in one DataError."""
+    cls = MiniChallengeDataset if kind == "mini" else CelebAMaskHQDataset
+    out, errors = [], []
+    for split in ("train", "val"):
+        try:
+            out.append(cls(root, split, full_check=check))
+        except DataError as e:
+            errors.append((split, e))
+    if errors:
+        if len(errors) == 2 and errors[0][1].problems == errors[1][1].problems:
+            errors = [("train and val", errors[0][1])]  # one layout problem seen from both splits
+        where = f"{LAYOUTS[kind].split(' (')[0]} dataset at {os.path.abspath(root)!r}"
+        lines = [f"{where}: {sum(len(e.problems) or 1 for _, e in errors)} problem(s)"]
+        problems = []
+        for split, e in errors:
+            body = str(e).splitlines()[1:] or [f"  - {e}"]
+            lines.append(f"  {split}: {len(e.problems) or 1} problem(s)")
+            lines += ["  " + ln for ln in body]
+            problems += [f"{split}: {p}" for p in (e.problems or [str(e)])]
+        raise DataError("\n".join(lines), problems)
+    return out
+
+
+def native_size(root: str, kind: str, splits) -> int:
+    """The one square mask size of the data (every split), if it is a valid training size."""
+    sizes: dict = {}
+    for ds in splits:
+        for (w, h), n in ds.mask_sizes.items():
+            sizes[(w, h)] = sizes.get((w, h), 0) + n
+    if len(sizes) == 1:
+        (w, h), = sizes
+        if w == h and 32 <= w <= 2048 and w % 32 == 0:
+            return w
+    seen = ", ".join(f"{w}x{h} ({n} masks)" for (w, h), n in sorted(sizes.items(), key=lambda x: -x[1])[:5])
+    raise DataError(f"data.image_size is unset, so segwatch trains at the masks' own size, but the masks at "
+                    f"{os.path.abspath(root)!r} are {seen or 'of no size'}: set data.image_size "
+                    "(allowed: a multiple of 32 in 32..2048)", [f"mask sizes: {seen}"])
+
+
+def build_datasets(*, root: str | None, format: str = "auto", image_size: int | None = None,
                    synthetic_train: int = 1000, synthetic_val: int = 100, seed: int = 0,
                    augment: Augment | None = None, full_check: bool | None = None):
     """Return ``(train_ds, val_ds, description)``. Validation is never augmented.
@@ -132,32 +193,47 @@ def build_datasets(*, root: str | None, format: str = "auto", image_size: int = 
     ``root`` None (or "") -> procedural synthetic faces, and
     ``description["synthetic"]`` is True: the trainer must say so loudly.
     Otherwise the layout is ``format`` ('mini' | 'celebamask' | 'auto' = detect),
-    images/masks resized to ``image_size``. ``full_check`` (decode every file up
-    front) defaults to True for the mini layout (about 1100 files, a few
-    seconds) and False for the full CelebAMask-HQ (30k samples; read errors
-    then surface as DataError when the bad sample is loaded).
+    training images/masks resized to ``image_size`` (None: the masks' own
+    size, which must be one square size). Validation images are resized the
+    same way but its masks stay at their own size (validation is scored
+    against the full-resolution masks). ``full_check`` (decode every file of
+    every split up front; the problems of all splits are reported together)
+    defaults to True for both layouts.
     """
     if root is None or str(root) == "":
+        size = SYNTHETIC_IMAGE_SIZE if image_size is None else image_size
         # deterministic samples: generated once, kept in memory (480 x 128 px is ~31 MB)
-        train = SyntheticFaces(synthetic_train, image_size, seed, "train", cache=True)
-        val = SyntheticFaces(synthetic_val, image_size, seed, "val", cache=True)
+        train = SyntheticFaces(synthetic_train, size, seed, "train", cache=True)
+        val = SyntheticFaces(synthetic_val, size, seed, "val", cache=True)
         desc = {"synthetic": True, "kind": "synthetic", "root": None, "format": "synthetic",
-                "image_size": image_size, "train_count": len(train), "val_count": len(val),
+                "layout": "built-in synthetic faces", "image_size": size,
+                "image_size_source": "synthetic default" if image_size is None else "data.image_size",
+                "native_size": size, "train_count": len(train), "val_count": len(val),
                 "seed": seed, "generator_version": GENERATOR_VERSION,
                 "warning": "NO DATA ROOT CONFIGURED: training on procedural synthetic faces; "
                            "scores say nothing about the real challenge"}
-    else:
-        kind = detect_format(root) if format == "auto" else format
-        if kind == "mini":
-            check = True if full_check is None else full_check
-            train, val = (MiniChallengeDataset(root, s, full_check=check) for s in ("train", "val"))
-        elif kind == "celebamask":
-            check = bool(full_check)
-            train, val = (CelebAMaskHQDataset(root, s, full_check=check) for s in ("train", "val"))
-        else:
-            raise DataError(f"unknown data format {format!r}: use 'auto', 'mini' or 'celebamask'")
-        train, val = Resized(train, image_size), Resized(val, image_size)
-        desc = {"synthetic": False, "kind": kind, "root": os.path.abspath(str(root)),
-                "format": format, "image_size": image_size, "train_count": len(train),
-                "val_count": len(val), "seed": seed, "full_check": check}
+        return SegDataset(train, augment, seed), SegDataset(val, None, seed), desc
+    kind = detect_format(root) if format == "auto" else format
+    if kind not in LAYOUTS:
+        raise DataError(f"unknown data format {format!r}: use 'auto', 'mini' or 'celebamask'")
+    check = True if full_check is None else bool(full_check)
+    train, val = _open_splits(kind, str(root), check)
+    native = native_size(str(root), kind, (train, val)) if image_size is None else None
+    size = native if image_size is None else image_size
+    sizes: dict[str, int] = {}
+    for ds in (train, val):
+        for (w, h), n in ds.mask_sizes.items():
+            sizes[f"{w}x{h}"] = sizes.get(f"{w}x{h}", 0) + n
+    if native is None and len(sizes) == 1:
+        w, h = map(int, next(iter(sizes)).split("x"))
+        native = w if w == h else None
+    desc = {"synthetic": False, "kind": kind, "layout": LAYOUTS[kind], "root": os.path.abspath(str(root)),
+            "format": format, "image_size": size,
+            "image_size_source": "native: data.image_size unset" if image_size is None else "data.image_size",
+            "native_size": native,  # None: the masks are not all one square size
+            "mask_sizes": sizes, "val_scored_at": "each mask's own size", "train_count": len(train),
+            "val_count": len(val), "seed": seed, "full_check": check}
+    if kind == "celebamask":
+        desc["val_fraction"] = val.val_fraction
+    train, val = Resized(train, size), Resized(val, size, native_masks=True)
     return SegDataset(train, augment, seed), SegDataset(val, None, seed), desc

@@ -4,7 +4,8 @@ layout.
 Both validate the layout up front (in ``__init__``) and raise ``DataError``
 listing the first problems; file contents (decodable, mask mode, sizes, label
 values) are checked when a sample is read, and up front as well with
-``full_check=True``. A bad sample is never skipped and there is never a
+``full_check=True`` (the trainer's default for both layouts). A duplicate stem
+names both files. A bad sample is never skipped and there is never a
 fallback to synthetic data.
 """
 
@@ -13,6 +14,8 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+from collections import Counter
+from concurrent.futures import ProcessPoolExecutor
 from fractions import Fraction
 
 import numpy as np
@@ -86,6 +89,11 @@ def _header(path: str):
         raise DataError(f"unreadable file {path}: {e}", [f"unreadable: {path}"]) from e
 
 
+def sizes_text(sizes: Counter) -> dict:
+    """``{"512x512": 998, "500x500": 2}``: mask sizes and how many masks have each."""
+    return {f"{w}x{h}": n for (w, h), n in sizes.most_common()}
+
+
 def _fingerprint(items) -> str:
     h = hashlib.sha1()
     for it in items:
@@ -125,11 +133,15 @@ class MiniChallengeDataset:
             stem, ext = os.path.splitext(name)
             if ext.lower() in IMAGE_EXTS:
                 if stem in images:
-                    problems.append(f"two images with stem {stem!r} in {split}/images/")
+                    problems.append(f"two images with stem {stem!r}: {_rel(images[stem], self.root)} and "
+                                    f"{_rel(path, self.root)} (keep one)")
                 images[stem] = path
         for name, path in _listdir(mdir):
             stem, ext = os.path.splitext(name)
             if ext.lower() == ".png":
+                if stem in masks:
+                    problems.append(f"two masks with stem {stem!r}: {_rel(masks[stem], self.root)} and "
+                                    f"{_rel(path, self.root)} (keep one)")
                 masks[stem] = path
         for stem in sorted(set(images) - set(masks)):
             problems.append(f"image without mask: {_rel(images[stem], self.root)} "
@@ -142,9 +154,10 @@ class MiniChallengeDataset:
                             f"{'/'.join(IMAGE_EXTS)} images or .png masks")
         self.samples = [(s, images[s], masks[s]) for s in stems]
 
+        self.mask_sizes: Counter = Counter()  # (width, height) -> masks of that size
         for stem, ipath, mpath in self.samples:
             try:
-                self._check(ipath, mpath, full=full_check)
+                self.mask_sizes[self._check(ipath, mpath, full=full_check)] += 1
             except DataError as e:
                 problems.append(str(e))
         if problems:
@@ -163,6 +176,7 @@ class MiniChallengeDataset:
         if full:
             read_image(ipath)
             read_label_mask(mpath)
+        return msz
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -183,7 +197,8 @@ class MiniChallengeDataset:
         return f"mini:{self.root}:{self.split}:n={len(self)}:fp={self._fp}"
 
     def describe(self) -> dict:
-        return {"kind": self.kind, "root": self.root, "split": self.split, "count": len(self)}
+        return {"kind": self.kind, "root": self.root, "split": self.split, "count": len(self),
+                "mask_sizes": sizes_text(self.mask_sizes)}
 
 
 _PART_RE = re.compile(r"^(\d+)_([a-z_]+)\.png$")
@@ -200,8 +215,9 @@ class CelebAMaskHQDataset:
     Split by index: the images are sorted by k and every position where
     ``floor((p + 1) * val_fraction)`` steps up goes to ``val`` (evenly spread,
     stable). Note this is not the official CelebA train/val/test partition.
-    ``__init__`` checks the layout (names only: opening ~30k x 12 files up
-    front is too slow); ``full_check=True`` reads every sample.
+    ``__init__`` checks the layout by name; ``full_check=True`` (the trainer's
+    default) also decodes every image and part mask of the split up front, in
+    worker processes when there are many (30k samples x ~12 files).
     """
 
     kind = "celebamask"
@@ -227,10 +243,13 @@ class CelebAMaskHQDataset:
         for name, path in _listdir(idir):
             stem, ext = os.path.splitext(name)
             if ext.lower() in IMAGE_EXTS:
-                if stem.isdigit():
-                    images[int(stem)] = path
-                else:
+                if not stem.isdigit():
                     problems.append(f"image name is not an index: {self.IMG_DIR}/{name}")
+                elif int(stem) in images:
+                    problems.append(f"two images for index {int(stem)}: {_rel(images[int(stem)], self.root)} and "
+                                    f"{_rel(path, self.root)} (keep one)")
+                else:
+                    images[int(stem)] = path
         parts: dict[int, dict[int, str]] = {}
         with os.scandir(adir) as it:
             sub = sorted(e.name for e in it if e.is_dir() and e.name.isdigit())
@@ -247,6 +266,9 @@ class CelebAMaskHQDataset:
                 elif k // 2000 != int(folder):
                     problems.append(f"mask in wrong folder (expected {k // 2000}/): "
                                     f"{_rel(path, self.root)}")
+                elif _PART_ID[part] in parts.get(k, {}):
+                    problems.append(f"two {part} masks for index {k}: "
+                                    f"{_rel(parts[k][_PART_ID[part]], self.root)} and {_rel(path, self.root)} (keep one)")
                 else:
                     parts.setdefault(k, {})[_PART_ID[part]] = path
         for k in sorted(set(images) - set(parts)):
@@ -265,12 +287,20 @@ class CelebAMaskHQDataset:
         if not problems and not self.samples:
             problems.append(f"no samples in split {split!r} ({len(keys)} images in all, "
                             f"val_fraction={val_fraction})")
-        if full_check and not problems:
-            for i in range(len(self)):
-                try:
-                    self.get_raw(i)
-                except DataError as e:
-                    problems.append(str(e))
+        self.mask_sizes = Counter()
+        if full_check:
+            # every file of this split decoded up front (as the mini layout does), so a truncated
+            # part mask is named here (exit 2) rather than crashing the run mid-epoch
+            for size, errs in _check_all(self.samples):
+                problems += errs
+                if size is not None:
+                    self.mask_sizes[size] += 1
+        elif self.samples:
+            first = self.samples[0][2]
+            try:
+                self.mask_sizes[_header(first[min(first)])[0]] += 1
+            except DataError as e:
+                problems.append(str(e))
         if problems:
             raise data_error(where, problems)
         self._fp = _fingerprint((k, sorted(p)) for k, _, p in self.samples)
@@ -316,4 +346,41 @@ class CelebAMaskHQDataset:
 
     def describe(self) -> dict:
         return {"kind": self.kind, "root": self.root, "split": self.split, "count": len(self),
-                "val_fraction": self.val_fraction}
+                "val_fraction": self.val_fraction, "mask_sizes": sizes_text(self.mask_sizes)}
+
+
+#: above this many samples the up-front check of the original layout decodes in worker processes
+PARALLEL_CHECK_FROM = 256
+
+
+def _check_sample(sample) -> tuple[tuple[int, int] | None, list[str]]:
+    """Decode one original-layout sample fully: its image and every part mask; ``(mask size,
+    problems)``. Part masks must share one size (the merged mask's)."""
+    _, ipath, parts = sample
+    errs, size, first = [], None, None
+    try:
+        read_image(ipath)
+    except DataError as e:
+        errs.append(str(e))
+    for cls in sorted(parts):
+        path = parts[cls]
+        try:
+            with Image.open(path) as im:
+                im.load()
+                psize = im.size
+        except _READ_ERRORS as e:
+            errs.append(f"unreadable part mask {path}: {e}")
+            continue
+        if size is None:
+            size, first = psize, path
+        elif psize != size:
+            errs.append(f"size mismatch: part mask {path} is {psize[0]}x{psize[1]} but {first} is {size[0]}x{size[1]}")
+    return size, errs
+
+
+def _check_all(samples):
+    if len(samples) < PARALLEL_CHECK_FROM:
+        return [_check_sample(s) for s in samples]
+    workers = max(1, min(16, os.cpu_count() or 1))
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(_check_sample, samples, chunksize=64))

@@ -8,6 +8,7 @@ from rich.text import Text
 
 from app.notify import end_summary
 from app.snapshot import RunView, fmt_duration
+from trainer.datainfo import data_line
 
 from .base import COLOUR, ViewWidget, f3, fv
 
@@ -31,7 +32,8 @@ class PaneHeader(ViewWidget):
                 view.total_epochs, round(view.progress, 3), eta, view.samples_per_s, view.step,
                 g.get("util"), g.get("proc_mem"), view.crash_reason, view.stderr_tail, view.summary,
                 view.index, tuple(view.warning_counts.items()), view.unreadable, view.read_note,
-                view.best_val_f, view.best_epoch, view.wall_s)
+                view.best_val_f, view.best_epoch, view.wall_s,
+                data_line(view.data))
 
     def draw(self, v: RunView) -> Text:
         c = COLOUR.get(v.colour, "white")
@@ -44,10 +46,15 @@ class PaneHeader(ViewWidget):
         t.append(f"  {v.status_detail if v.status in ('paused', 'crashed', 'stalled') else v.status}",
                  style="bold red" if v.status == "stalled" else "red" if v.status == "crashed"
                  else "yellow" if v.status == "paused" else "")
-        if v.warning_counts.get("synthetic_data"):
+        if v.warning_counts.get("synthetic_data") or (v.data or {}).get("synthetic"):
             t.append("  ")
             t.append(" SYNTHETIC DATA ", style="bold white on magenta")
+        elif v.data:
+            t.append("  ")
+            t.append(" REAL DATA ", style="bold black on green")
         t.append("\n")
+        if v.data and not v.data.get("synthetic"):
+            t.append(data_line(v.data)[:400] + "\n", style="green")
         t.append(f"epoch {v.epoch}/{v.total_epochs or '?'} ")
         t.append(progress_bar(v.progress), style=c)
         t.append(f" {v.progress * 100:4.1f}%")
