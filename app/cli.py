@@ -40,7 +40,25 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
-    return int(args.func(args) or 0)
+    try:
+        rc = int(args.func(args) or 0)
+        sys.stdout.flush()  # inside the try: a closed pipe raises here, not at the interpreter's exit
+        return rc
+    except BrokenPipeError:  # `segwatch evaluate ... | head`: the reader left; no traceback
+        quiet_stdout()
+        return 141  # 128 + SIGPIPE, what a shell reports for a command killed by the closed pipe
+
+
+def quiet_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush cannot raise again."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # stdout already closed or not a file: nothing left to flush into
+        pass
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from typing import Any, Sequence, TextIO
 
 from app.health import evaluate
 from app.notify import Delivery, Notifier, end_detail, end_summary, gate_lines
-from app.snapshot import OVER, build_view, fmt_duration
+from app.snapshot import ERROR_HEAD, OVER, build_view, error_lines, fmt_duration
 from trainer.datainfo import data_badge, data_line
 from trainer.live import format_value
 
@@ -125,8 +125,11 @@ class Follower:
             if s == "running" and before == "stalled":
                 self.say(f"{'':8} {name:<{self.width}} running again: events resumed")
             elif s == "crashed":
-                self.say(f"{'':8} {name:<{self.width}} CRASHED: {st.crash_reason}")
-                for line in st.stderr_tail(5):
+                lines = error_lines(st)
+                refused = bool(lines) and lines[0].startswith(ERROR_HEAD)
+                self.say(f"{'':8} {name:<{self.width}} CRASHED: {st.crash_reason}"
+                         + (" (a config or data error: nothing was trained)" if refused else ""))
+                for line in lines:  # a data error whole (header and every problem), else the traceback's end
                     self.say(f"{'':8} {name:<{self.width}}   stderr: {line}")
             elif s != "running" or len(history) == 0:
                 self.say(f"{'':8} {name:<{self.width}} {st.status_detail()}")

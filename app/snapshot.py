@@ -153,7 +153,7 @@ def build_view(index: int, run: Any, rules: Any, gpu: dict | None = None, verdic
     status = st.status
     colour = "red" if status in ("crashed", "stalled") else (getattr(v, "status", None) or "green")
     try:
-        tail = tuple(run.state.stderr_tail(8)) if status == "crashed" else ()
+        tail = error_lines(run.state) if status == "crashed" else ()
     except Exception:
         tail = ()
     warns = list(st.warnings or ())
@@ -189,6 +189,24 @@ def _wall_s(st: Any, history: list) -> float | None:
         return float(t1 - t0)
     times = [h.get("epoch_time") for h in history if isinstance(h.get("epoch_time"), (int, float))]
     return float(sum(times)) if times else None
+
+
+ERROR_HEAD = "segwatch trainer: error:"  # how the trainer starts a config/data error (exit 2)
+MAX_ERROR_LINES = 40
+
+
+def error_lines(state: Any) -> tuple[str, ...]:
+    """What to show under a crashed run: the trainer's whole error message when it refused to start
+    (a config or data error lists every problem, header first), capped at MAX_ERROR_LINES; else the
+    last 8 lines of stderr (the end of a traceback)."""
+    lines = list(state.stderr_tail(400, max_bytes=256 * 1024))
+    for k in range(len(lines) - 1, -1, -1):
+        if lines[k].startswith(ERROR_HEAD):
+            err = lines[k:]
+            if len(err) > MAX_ERROR_LINES:
+                err = err[:MAX_ERROR_LINES - 1] + [f"... and {len(err) - MAX_ERROR_LINES + 1} more lines in stderr.log"]
+            return tuple(err)
+    return tuple(lines[-8:])
 
 
 def _pt(p: Any, key: str, default: Any = None) -> Any:

@@ -50,17 +50,17 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if r is None:
         print("segwatch: nothing to score: no prediction matches a ground-truth mask", file=sys.stderr)
         return 1
-    note = "" if s.complete else "  (INCOMPLETE: only the matched, readable masks are scored; see above)"
-    print(f"F-measure (organisers', per image): {r['f']:.6f} over {r['images']} images{note}")
-    print(f"pooled F (one confusion matrix):   {r['pooled_f']:.6f}")
-    print(f"{'id':>3} {'class':<11} {'F':>8}")
-    for c, f in enumerate(r["per_class"]):
-        print(f"{c:>3} {CLASS_NAMES[c]:<11} {'-' if f is None else f'{f:.4f}':>8}")
-    if args.json:
+    if args.json:  # first: a reader that closes the pipe early (| head) must not cost the file
         nan = lambda x: None if isinstance(x, float) and math.isnan(x) else x  # noqa: E731 - JSON has no NaN
         data = {"f": nan(r["f"]), "pooled_f": nan(r["pooled_f"]), "images": r["images"],
                 "per_class": {CLASS_NAMES[c]: f for c, f in enumerate(r["per_class"])},
                 "scored": s.scored, "missing": s.missing, "extra": s.extra, "unreadable": s.unreadable,
                 "size_mismatch": s.size_mismatch, "not_png": s.not_png, "complete": s.complete}
         Path(args.json).write_text(json.dumps(data, indent=1) + "\n")
+    note = "" if s.complete else "  (INCOMPLETE: only the matched, readable masks are scored; see above)"
+    print(f"F-measure (organisers', per image): {r['f']:.6f} over {r['images']} images{note}")
+    print(f"pooled F (one confusion matrix):   {r['pooled_f']:.6f}")
+    print(f"{'id':>3} {'class':<11} {'F':>8}")
+    for c, f in enumerate(r["per_class"]):
+        print(f"{c:>3} {CLASS_NAMES[c]:<11} {'-' if f is None else f'{f:.4f}':>8}")
     return 0 if s.complete else 1

@@ -32,7 +32,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, metavar="DIR", help="folder for the masks (created)")
     p.add_argument("--tta", choices=("none", "flip"), default="none",
                    help="flip: also predict the mirrored image and average (left/right classes swapped back)")
-    p.add_argument("--zip", metavar="FILE", help="also write the submission zip (masks/<stem>.png at its root)")
+    p.add_argument("--zip", metavar="FILE", help="also write the submission zip (masks/<stem>.png at its root); "
+                   "refused when an image has no mask (unreadable), unless --allow-partial-zip")
+    p.add_argument("--allow-partial-zip", action="store_true",
+                   help="write the zip even when some images have no mask (they are named; the exit code stays 1)")
     p.add_argument("--checkpoint", choices=("best", "last"), default="best")
     p.add_argument("--config", metavar="FILE", help="the config a checkpoint file was trained with (if it holds none)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
@@ -67,10 +70,22 @@ def predict_argv(models: list[str], args: argparse.Namespace, python: str | None
     return argv
 
 
-def build_zip(out_dir: Path, zip_path: Path) -> int:
-    """The leaderboard layout from OUT/predictions.json: ``masks/<stem>.png``; returns the count."""
+class PartialSubmission(ValueError):
+    """Some images have no mask: a zip without them scores 0 for each on the leaderboard."""
+
+
+def build_zip(out_dir: Path, zip_path: Path, allow_partial: bool = False) -> tuple[int, list[str]]:
+    """The leaderboard layout from OUT/predictions.json: ``masks/<stem>.png``; returns (count, stems
+    without a mask). PartialSubmission (nothing written) when an image has no mask, unless
+    ``allow_partial``."""
     manifest = json.loads((out_dir / "predictions.json").read_text())
     names = [f"{im['stem']}.png" for im in manifest["images"]]
+    lacking = sorted(os.path.splitext(u["file"])[0] for u in manifest.get("unreadable") or [])
+    if lacking and not allow_partial:
+        raise PartialSubmission(
+            f"not written: {len(lacking)} of {len(names) + len(lacking)} images have no mask (unreadable): "
+            f"{', '.join(lacking[:20])}{' ...' if len(lacking) > 20 else ''}; fix those images and predict again, "
+            "or pass --allow-partial-zip to submit without them")
     missing = [n for n in names if not (out_dir / n).is_file()]
     if missing:
         raise FileNotFoundError(f"{out_dir}: masks listed in predictions.json are missing: {', '.join(missing[:5])}")
@@ -80,7 +95,7 @@ def build_zip(out_dir: Path, zip_path: Path) -> int:
         for n in names:
             z.write(out_dir / n, f"masks/{n}")
     os.replace(tmp, zip_path)
-    return len(names)
+    return len(names), lacking
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -96,8 +111,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
         return rc
     if args.zip:
         try:
-            n = build_zip(Path(args.out), Path(args.zip))
+            n, lacking = build_zip(Path(args.out), Path(args.zip), allow_partial=args.allow_partial_zip)
         except (OSError, ValueError, KeyError) as e:
             return _err(f"--zip {args.zip}: {e}", 1)
-        print(f"segwatch: wrote {args.zip}: {n} masks under masks/ (the leaderboard layout)", file=sys.stderr)
+        print(f"segwatch: wrote {args.zip}: {n} masks under masks/ (the leaderboard layout)"
+              + (f"; PARTIAL: no mask for {len(lacking)} images: {', '.join(lacking)}" if lacking else ""),
+              file=sys.stderr)
     return rc

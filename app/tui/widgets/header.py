@@ -92,8 +92,8 @@ class PaneHeader(ViewWidget):
                 t.append(f"  {v.read_note[:160]}", style="yellow dim")
         if v.status == "crashed":
             t.append(f"\n✖ {v.crash_reason or 'crashed'}", style="bold red")
-            for line in v.stderr_tail[-5:]:
-                t.append(f"\n  {line[:200]}", style="red dim")
+            for line in v.stderr_tail:  # already capped: a data error whole, else the traceback's last lines
+                t.append(f"\n  {line[:300]}", style="red dim")
         return t
 
 
