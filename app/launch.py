@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
+from app.placement import held_by_run, place, resume_gpus
 from app.preflight import check_data
 from app.runlib import safeio
 from trainer.config import ConfigError, load_config
@@ -37,6 +38,7 @@ class LaunchSpec:
     trainer_args: list[str]
     gpus: str | None = None  # CUDA_VISIBLE_DEVICES for this run, None = inherit
     nproc: int = 1
+    notes: list = field(default_factory=list)  # GPUs this launch shares with other runs (app.placement)
     pid: int | None = None  # of the supervisor, once started
     attempt: str | None = None  # this start's attempt id (SEGWATCH_ATTEMPT), set by start()
     proc: subprocess.Popen | None = field(default=None, repr=False)
@@ -61,20 +63,10 @@ def visible_gpus(env: dict | None = None) -> list[str]:
 def assign_gpus(nprocs: Sequence[int], gpus: Sequence[str], share: bool = False) -> list[str | None]:
     """Give each run its own GPU(s) when there are enough; otherwise (or when ``share``) inherit.
 
-    ``nprocs[i]`` is the number of GPUs run i needs (its ``training.nproc_per_node``).
+    ``nprocs[i]`` is the number of GPUs run i needs (its ``training.nproc_per_node``). Which GPUs
+    end up shared: :func:`app.placement.place`'s notes (``plan_runs`` keeps them in ``NOTES``).
     """
-    if share or len(gpus) < 2 or len(nprocs) < 2:
-        return [None] * len(nprocs)
-    out: list[str | None] = []
-    pos = 0
-    for n in nprocs:
-        if n >= len(gpus):
-            out.append(None)  # needs every GPU: inherit them all
-            continue
-        # disjoint while there are enough GPUs, then round-robin (those runs share)
-        out.append(",".join(gpus[(pos + k) % len(gpus)] for k in range(n)))
-        pos += n
-    return out
+    return place(nprocs, gpus, share)[0]
 
 
 def reserve_run_dir(runs_dir: Path, name: str) -> Path:
@@ -113,7 +105,7 @@ def plan_runs(configs: Sequence[str | Path], sets: Sequence[str] = (), *, runs_d
             names.append(name or cfg.name)
     gpus = visible_gpus(env) if device != "cpu" else []
     nprocs = [cfg.training.nproc_per_node for _, cfg in loaded]
-    assigned = assign_gpus(nprocs, gpus, share=share_gpu)
+    assigned, notes = place(nprocs, gpus, share=share_gpu, names=names)
     specs = []
     for (path, cfg), nm, g, n in zip(loaded, names, assigned, nprocs):
         run_dir = reserve_run_dir(Path(runs_dir), nm)
@@ -121,7 +113,7 @@ def plan_runs(configs: Sequence[str | Path], sets: Sequence[str] = (), *, runs_d
         for s in sets:
             args += ["--set", s]
         args += ["--set", f"name={run_dir.name}", "--run-dir", str(run_dir.resolve()), "--device", device]
-        specs.append(LaunchSpec(path, run_dir, run_dir.name, args, g, n))
+        specs.append(LaunchSpec(path, run_dir, run_dir.name, args, g, n, notes=list(notes)))
     return specs
 
 
@@ -153,6 +145,28 @@ def saved_world_size(run_dir: Path) -> int:
     return ws if isinstance(ws, int) and not isinstance(ws, bool) and 1 <= ws <= 64 else 1
 
 
+def place_resume(spec: LaunchSpec, device: str = "auto", runs_dir: Path | None = None,
+                 env: dict | None = None) -> LaunchSpec:
+    """GPUs for a local restart: ``spec.nproc`` of them (the run's own process count), none that a
+    live run under ``runs_dir`` (default: the run's parent) holds, its previous ones (its last start
+    event) when free; ``spec.notes`` says when it has to share."""
+    visible = visible_gpus(env) if device != "cpu" else []
+    if not visible:
+        return spec
+    from app.runlib import Run
+
+    run = Run(spec.run_dir)
+    try:
+        run.refresh()
+    except OSError:
+        pass
+    start = run.state.start or {}
+    spec.gpus, note = resume_gpus(spec.run_dir, Path(runs_dir or spec.run_dir.parent), spec.nproc, visible,
+                                  held_by_run(start, visible))
+    spec.notes = [note] if note else []
+    return spec
+
+
 def child_env(spec: LaunchSpec, base: dict | None = None) -> dict:
     env = dict(os.environ if base is None else base)
     # the children must import app/ and trainer/ even when segwatch is not pip-installed
@@ -163,6 +177,8 @@ def child_env(spec: LaunchSpec, base: dict | None = None) -> dict:
         env["SEGWATCH_ATTEMPT"] = spec.attempt  # into exit.json and the start event (app.supervise)
     else:
         env.pop("SEGWATCH_ATTEMPT", None)
+    # GPU ids come from nvidia-smi (PCI bus order); CUDA's default order is fastest-first
+    env.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")
     if spec.gpus is not None:
         env["CUDA_VISIBLE_DEVICES"] = spec.gpus
     return env

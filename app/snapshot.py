@@ -72,7 +72,7 @@ class RunView:
     exit_info: dict | None = None
     crash_reason: str = ""
     stderr_tail: tuple = ()
-    gpu: dict | None = None
+    gpu: list | None = None  # one dict per device (rank) of the run: app.gpu
     data: dict | None = None  # the start event's description of the data (trainer/datainfo.py)
     built_t: float = 0.0
     wall_s: float | None = None  # an ended run's wall time (start to end; summed epoch times after a resume)
@@ -125,7 +125,7 @@ class _Fallback:
     actions: tuple = ()
 
 
-def build_view(index: int, run: Any, rules: Any, gpu: dict | None = None, verdict: Any = None) -> RunView:
+def build_view(index: int, run: Any, rules: Any, gpu: list | None = None, verdict: Any = None) -> RunView:
     """Snapshot a refreshed ``Run``; call it on the thread that owns the run."""
     st = run.state
     history = list(st.history())

@@ -98,12 +98,13 @@ def _run(args: argparse.Namespace, cfg, argv: list[str]) -> int:
     import torch  # noqa: F401 - heavy import after the cheap config checks
 
     from trainer.datainfo import data_line
+    from trainer.devices import choose_device, gpu_inventory
     from trainer.dist import init_distributed
-    from trainer.setup import (build, load_resume, new_run_dir, open_record, out, reshape_state, resolve_device,
-                               restore_state, saved_world_size)
+    from trainer.setup import (build, load_resume, new_run_dir, open_record, out, reshape_state, restore_state,
+                               saved_world_size)
     from trainer.train import Trainer
 
-    device = resolve_device(args.device)
+    device, device_note = choose_device(args.device)
     resume_state = None
     if args.resume:  # the checkpoint's config says how long a collective may wait
         run_dir = Path(args.resume)
@@ -143,7 +144,12 @@ def _run(args: argparse.Namespace, cfg, argv: list[str]) -> int:
                 synthetic=bool(desc.get("synthetic")), data=desc, live=dict(trainer.live), world_size=dist.world_size,
                 precision="bf16" if comp.amp else "fp32", precision_reason=comp.amp_reason,
                 channels_last=comp.channels_last,
-                **({"attempt": os.environ["SEGWATCH_ATTEMPT"]} if os.environ.get("SEGWATCH_ATTEMPT") else {}))
+                **({"attempt": os.environ["SEGWATCH_ATTEMPT"]} if os.environ.get("SEGWATCH_ATTEMPT") else {}),
+                gpus=gpu_inventory(device, int(os.environ.get("LOCAL_WORLD_SIZE", "1")) if dist.enabled else 1),
+                cuda_visible_devices=os.environ.get("CUDA_VISIBLE_DEVICES"), device_note=device_note)
+        if device_note:
+            ev.emit("warning", code="device_fallback", message=device_note, epoch=trainer.epoch, step=trainer.step)
+            out(f"!! {device_note}")
         if reshaped:
             ev.emit("warning", code="reshaped", epoch=trainer.epoch, step=trainer.step, message=reshaped)
             out(f"!! {reshaped}")

@@ -52,13 +52,10 @@ class EpochBatches(Sampler[list[int]]):
 
 
 def resolve_device(arg: str) -> torch.device:
-    if arg == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if arg.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"--device {arg}: CUDA is not available on this machine (allowed here: cpu, auto)")
-    if arg != "cpu" and not arg.startswith("cuda"):
-        raise ConfigError(f"--device {arg}: allowed: auto | cpu | cuda | cuda:N")
-    return torch.device(arg)
+    """The device for ``--device ARG`` (trainer.devices.choose_device, without its note)."""
+    from trainer.devices import choose_device
+
+    return choose_device(arg)[0]
 
 
 @dataclass

@@ -167,6 +167,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         except launchers.LauncherError as e:
             return _err(str(e))
         print(f"segwatch: {launcher.describe(s)}", file=sys.stderr)
+    if launcher.name == "local":  # a batch scheduler places its jobs itself
+        for note in specs[0].notes if specs else []:
+            print(f"segwatch: {note}", file=sys.stderr)
     runs = [Run(s.run_dir) for s in specs]
     return open_views(runs, rules, args, specs)
 
@@ -232,6 +235,8 @@ def cmd_resume(args: argparse.Namespace, fallback: Any = None) -> int:
     except launchers.LauncherError as e:
         return _err(str(e))
     print(f"segwatch: resuming {run.name} from its last checkpoint: {launcher.describe(spec)}", file=sys.stderr)
+    for note in getattr(spec, "notes", None) or []:  # a GPU it has to share with a live run
+        print(f"segwatch: {note}", file=sys.stderr)
     resumed = Run(d)
     # the old end, the old attempt's exit.json (even one its supervisor writes late) and pid are not this one's
     resumed.expect_restart(since, run.state.last_seq, spec.attempt)

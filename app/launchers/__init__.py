@@ -48,7 +48,8 @@ class LocalLauncher:
 
     def resume(self, run_dir: Path, device: str = "auto") -> launch.LaunchSpec:
         allow = bool(getattr(self.args, "allow_reshape", False))
-        return launch.start(launch.resume_spec(run_dir, device=device, allow_reshape=allow))
+        spec = launch.resume_spec(run_dir, device=device, allow_reshape=allow)
+        return launch.start(launch.place_resume(spec, device))  # on GPUs no live run holds
 
     def stop(self, run: Any, timeout: float) -> int | None:
         return None

@@ -19,6 +19,7 @@ import traceback
 from pathlib import Path
 
 from app import launch
+from app.placement import used_ids
 from app.plan.gate import Gate, fmt
 from app.plan.model import Plan, load_plan, read_result
 from app.runlib import Run
@@ -74,18 +75,32 @@ class Scheduler:
         self.say(f"{it.name} skipped: gate {it.gate!r} does not hold ({res.why})")
         return False
 
-    def _free_gpu(self, nproc: int) -> str | None:
-        if self.plan.share_gpu or len(self.gpus) < 2 or nproc >= len(self.gpus):
-            return None
-        busy = set()
+    def _place(self, nproc: int) -> tuple[bool, str | None]:
+        """(start now?, CUDA_VISIBLE_DEVICES for it). A running item holds the GPUs it was given,
+        and one that was given none holds every GPU it inherited (its first ``nproc``); an item
+        waits while too few are free, unless --max-parallel asked for more runs than GPUs (then it
+        shares, and says so)."""
+        if self.plan.share_gpu or not self.gpus:
+            return True, None
+        users: dict[str, int] = {g: 0 for g in self.gpus}
         for idx in self.running.values():
-            busy.update((self.plan.items[idx].gpus or "").split(","))
-        free = [g for g in self.gpus if g not in busy] or self.gpus
-        return ",".join(free[:nproc]) if len(free) >= nproc else None
+            held = self.plan.items[idx]
+            for g in used_ids(held.gpus, held.nproc, self.gpus):
+                users[g] = users.get(g, 0) + 1
+        n = max(1, min(nproc, len(self.gpus)))
+        free = [g for g in self.gpus if not users.get(g)]
+        if len(free) >= n:
+            return True, ",".join(free[:n])
+        if self.plan.max_parallel > len(self.gpus) and nproc < len(self.gpus):
+            least = sorted(self.gpus, key=lambda g: (users.get(g, 0), self.gpus.index(g)))[:n]
+            self.say(f"GPU {','.join(least)} SHARED: --max-parallel {self.plan.max_parallel} with "
+                     f"{len(self.gpus)} GPUs visible")
+            return True, ",".join(least)
+        return False, None  # wait until a running item ends and frees its GPUs
 
-    def _start(self, i: int) -> None:
+    def _start(self, i: int, gpus: str | None = None) -> None:
         it = self.plan.items[i]
-        it.gpus = self._free_gpu(it.nproc)
+        it.gpus = gpus
         spec = launch.LaunchSpec(Path(it.config), Path(it.run_dir), it.name, list(it.trainer_args), it.gpus, it.nproc)
         launch.start(spec, python=self.python)
         it.state, it.started_t, it.supervisor_pid = "started", time.time(), spec.pid
@@ -108,7 +123,10 @@ class Scheduler:
                 break
             if self.cancelled:
                 raise Cancelled()
-            self._start(i)
+            ok, gpus = self._place(it.nproc)
+            if not ok:
+                break  # in plan order: nothing overtakes the item waiting for a GPU
+            self._start(i, gpus)
             self.plan.save()
 
     def run(self) -> int:

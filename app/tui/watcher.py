@@ -189,10 +189,15 @@ class Watcher:
                 self._gpu[i] = None
                 continue
             pid = run.pid()
-            self._gpu[i] = gpu_mod.gpu_for_pids({pid}) if pid else None
+            devices = (st.start or {}).get("gpus")
+            if isinstance(devices, list) and devices:  # every rank's GPU, by UUID
+                self._gpu[i] = gpu_mod.gpus_of_run(devices, {pid} if pid else set())
+            else:
+                one = gpu_mod.gpu_for_pids({pid}) if pid else None
+                self._gpu[i] = [one] if one else None
 
 
-def _gpu_key(g: dict | None) -> tuple | None:
+def _gpu_key(g: list | None) -> tuple | None:
     if not g:
         return None
-    return (g.get("util"), (g.get("proc_mem") or 0) >> 24)
+    return tuple((d.get("util"), (d.get("proc_mem") or d.get("mem_used") or 0) >> 24) for d in g)

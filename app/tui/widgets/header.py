@@ -26,11 +26,11 @@ class PaneHeader(ViewWidget):
     """Name, status colour and phase; epoch/total with a bar and ETA; samples/s; GPU; crash."""
 
     def key(self, view: RunView):
-        g = view.gpu or {}
+        g = tuple((d.get("util"), d.get("proc_mem"), d.get("mem_used")) for d in view.gpu or ())
         eta = int((view.eta_at - time.time()) // 10) if view.eta_at else None  # ETA ticks every 10 s
         return (view.name, view.colour, view.status, view.status_detail, view.phase, view.epoch,
                 view.total_epochs, round(view.progress, 3), eta, view.samples_per_s, view.step,
-                g.get("util"), g.get("proc_mem"), view.crash_reason, view.stderr_tail, view.summary,
+                g, view.crash_reason, view.stderr_tail, view.summary,
                 view.index, tuple(view.warning_counts.items()), view.unreadable, view.read_note,
                 view.best_val_f, view.best_epoch, view.wall_s,
                 data_line(view.data))
@@ -75,9 +75,7 @@ class PaneHeader(ViewWidget):
                 if not line.startswith("why: "):  # a crash's reason is shown below, with stderr
                     t.append(f"\n  {line}", style="bold")
         if v.gpu:
-            g = v.gpu
-            t.append(f"\nGPU{g['index']} {g['util']}%  mem {g['proc_mem'] / 2**30:.1f}/{g['mem_total'] / 2**30:.0f} GiB",
-                     style="cyan")
+            t.append("\n" + gpu_text(v.gpu), style="cyan")
         others = {k: n for k, n in v.warning_counts.items() if k != "synthetic_data"}
         if others:
             last = next((w for w in reversed(v.warnings) if w.get("code") != "synthetic_data"), None)
@@ -95,6 +93,17 @@ class PaneHeader(ViewWidget):
             for line in v.stderr_tail:  # already capped: a data error whole, else the traceback's last lines
                 t.append(f"\n  {line[:300]}", style="red dim")
         return t
+
+
+def gpu_text(devices: list) -> str:
+    """``GPU3 87%  mem 5.2/80 GiB`` per device; under DDP each prefixed with its rank."""
+    parts = []
+    for d in devices:
+        mem = d.get("proc_mem") if d.get("proc_mem") is not None else d.get("mem_used") or 0
+        rank = f"rank {d['rank']}: " if len(devices) > 1 and d.get("rank") is not None else ""
+        parts.append(f"{rank}GPU{d.get('index')} {d.get('util')}%  mem {mem / 2**30:.1f}/"
+                     f"{(d.get('mem_total') or 0) / 2**30:.0f} GiB")
+    return "   ".join(parts)
 
 
 class Numbers(ViewWidget):
