@@ -107,3 +107,23 @@ def test_evaluate_into_a_closed_pipe_writes_its_json_and_no_traceback(trained, t
     assert "Traceback" not in p.stderr and "BrokenPipeError" not in p.stderr, p.stderr
     assert p.returncode == 141
     assert json.loads(js.read_text())["f"] == pytest.approx(1.0)
+
+
+def test_headless_and_the_cockpit_say_what_real_data_a_run_trains_on(tmp_path):
+    root = standin.make_mini(tmp_path / "data", n_train=4, n_val=2, size=32)
+    p = segwatch("run", str(ROOT / "configs" / "lmsa.yaml"), *sets(f"data.root={root}"), "--runs-dir",
+                 str(tmp_path / "runs"), "--headless", "--device", "cpu", "--interval", "0.2")
+    assert p.returncode == 0, p.stdout + p.stderr
+    line = next((ln for ln in p.stdout.splitlines() if "REAL DATA: real data:" in ln), "")
+    for needle in ("mini-challenge layout", str(root), "train 4, val 2", "native 32 px", "training at 32 px",
+                   "val F at each mask's own size"):
+        assert needle in line, (needle, p.stdout)
+    assert "SYNTHETIC" not in p.stdout
+    from app.runlib import Run
+    from app.snapshot import build_view
+    from app.tui.widgets.header import PaneHeader
+
+    run = Run(next((tmp_path / "runs").iterdir()))
+    run.refresh()
+    text = PaneHeader().draw(build_view(0, run, None)).plain
+    assert " REAL DATA " in text and "train 4, val 2" in text and "SYNTHETIC" not in text, text
