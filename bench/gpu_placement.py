@@ -8,7 +8,7 @@ NOT RUN in the session that wrote it (no GPU was available): see bench/RESULTS.m
    GPU ``nvidia-smi -L`` calls i: compares the UUID of each, in a child process per order.
 2. ``--device cuda:N`` (N = the last GPU) makes N the current device: ``torch.device("cuda")``
    allocations and ``torch.cuda.current_device()`` land there.
-3. Every UUID the trainer records (``trainer.devices.gpu_inventory``) is found by NVML
+3. Every UUID the trainer records (``trainer.device.gpu_inventory``) is found by NVML
    (``nvmlDeviceGetHandleByUUID``), what the cockpit does (needs ``pip install nvidia-ml-py``).
 4. Validation at the masks' own size: the time of ``trainer.valscore.score_batch`` for a batch
    of 16 at 512 px from logits at 128 px and at 512 px (bf16 autocast off), vs the old way
@@ -56,7 +56,7 @@ def main() -> int:
     a = p.parse_args()
     import torch
 
-    from trainer.devices import choose_device, gpu_inventory
+    from trainer.device import choose_device, gpu_inventory
 
     res: dict = {"checks": {}}
     ok = True

@@ -98,7 +98,7 @@ def _run(args: argparse.Namespace, cfg, argv: list[str]) -> int:
     import torch  # noqa: F401 - heavy import after the cheap config checks
 
     from trainer.datainfo import data_line
-    from trainer.devices import choose_device, gpu_inventory
+    from trainer.device import choose_device, gpu_inventory
     from trainer.dist import init_distributed
     from trainer.setup import (build, load_resume, new_run_dir, open_record, out, reshape_state, restore_state,
                                saved_world_size)

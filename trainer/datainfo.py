@@ -26,8 +26,8 @@ def data_line(desc: dict | None) -> str:
     if not desc:
         return ""
     if desc.get("synthetic"):
-        return (f"SYNTHETIC data (data.root unset): train {desc.get('train_count')}, val {desc.get('val_count')} | "
-                f"{_size(desc.get('image_size'))} | scores say nothing about the real task")
+        return (f"built-in synthetic faces (data.root unset): train {desc.get('train_count')}, "
+                f"val {desc.get('val_count')} | {_size(desc.get('image_size'))} | scores say nothing about the real task")
     layout = str(desc.get("layout") or desc.get("kind") or "?").split(" (")[0]
     parts = [f"real data: {layout} layout at {desc.get('root')}",
              f"train {desc.get('train_count')}, val {desc.get('val_count')}"

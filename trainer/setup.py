@@ -52,8 +52,8 @@ class EpochBatches(Sampler[list[int]]):
 
 
 def resolve_device(arg: str) -> torch.device:
-    """The device for ``--device ARG`` (trainer.devices.choose_device, without its note)."""
-    from trainer.devices import choose_device
+    """The device for ``--device ARG`` (trainer.device.choose_device, without its note)."""
+    from trainer.device import choose_device
 
     return choose_device(arg)[0]
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from trainer import devices
+from trainer import device as devices
 from trainer.config import ConfigError
 from trainer.record import read_events
 
