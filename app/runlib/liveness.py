@@ -29,6 +29,13 @@ Rules (docs/runlib.md, "Status"):
   Events resuming make the state return by itself. A stall's own gap counts like any other (a
   slow first validation must not stall every epoch), so after a long hang the bound stays larger
   for the next ``EPOCHS_KEPT`` epochs.
+- what the process itself shows (a trainer on this machine, Linux ``/proc``: :class:`Activity`):
+  a process that is *stopped* (state T or t: ``kill -STOP``, Ctrl-Z, a debugger) is stalled once
+  no event came for ``min(STOPPED_GRACE_S, bound)``, whatever the cadence; during start-up
+  (before the process's first step, when no cadence is known) a process that is *busy* (running
+  now, or its CPU time grew within the last ``floor`` seconds: building data, class frequencies,
+  ``torch.compile`` on a loaded machine) is not stalled until ``STARTUP_CAP_S``. After start-up the
+  cadence alone decides: a hung collective can spin a CPU.
 """
 
 from __future__ import annotations
@@ -46,6 +53,8 @@ STALL_K = 4.0
 STALL_FLOOR_S = 30.0
 STALL_FIRST_X = 4.0
 EPOCHS_KEPT = 2
+STOPPED_GRACE_S = 5.0  # a stopped process this long without an event is stalled
+STARTUP_CAP_S = 30 * 60.0  # a busy start-up (no step yet) counts as progress this long at most
 
 
 def stall_floor() -> float:
@@ -102,6 +111,43 @@ class Cadence:
         return max(STALL_K * self.longest(), floor)
 
 
+def read_proc(pid: int) -> tuple[str, float] | None:
+    """(state letter, CPU seconds used) of a process from /proc/PID/stat, or None where unknown."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            raw = f.read(4096)
+        fields = raw[raw.rindex(b")") + 2:].split()
+        ticks = os.sysconf("SC_CLK_TCK") or 100
+        return fields[0].decode("ascii", "replace"), (int(fields[11]) + int(fields[12])) / ticks
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+class Activity:
+    """What /proc showed of the trainer process at the last refreshes (set by ``Run``)."""
+
+    def __init__(self) -> None:
+        self.state: str | None = None  # 'R' running, 'S' sleeping, 'D' disk, 'T'/'t' stopped, ...
+        self.cpu_s: float | None = None
+        self.busy_at: float | None = None  # wall time of the last sample whose CPU time had grown
+
+    def observe(self, sample: tuple[str, float] | None, now: float) -> None:
+        if sample is None:  # not a process on this machine, or gone: nothing known
+            self.state = self.cpu_s = self.busy_at = None
+            return
+        state, cpu = sample
+        if self.cpu_s is not None and cpu > self.cpu_s:
+            self.busy_at = now
+        self.state, self.cpu_s = state, cpu
+
+    @property
+    def stopped(self) -> bool:
+        return self.state in ("T", "t")
+
+    def busy(self, now: float, within: float) -> bool:
+        return self.state == "R" or (self.busy_at is not None and now - self.busy_at <= within)
+
+
 def exit_applies(exit_info: dict | None, start: dict | None, pending: tuple | None) -> bool:
     """Does exit.json describe the latest attempt of the run (not an earlier process's)?"""
     if not isinstance(exit_info, dict):
@@ -151,8 +197,18 @@ class StatusMixin:
         """Seconds since the last event when that is past the bound (a stall), else None."""
         if self.last_event_t is None or self.paused or self.end is not None:
             return None
-        quiet = self.clock() - self.last_event_t
-        return quiet if quiet > self.cadence.bound() else None
+        now = self.clock()
+        quiet, bound = now - self.last_event_t, self.cadence.bound()
+        if self.activity.stopped and quiet > min(STOPPED_GRACE_S, bound):
+            return quiet
+        if quiet <= bound or self.starting_busy(now, quiet):
+            return None
+        return quiet
+
+    def starting_busy(self, now: float, quiet: float) -> bool:
+        """Start-up (no step yet) past the bound, but the process visibly works: not a stall."""
+        return (not self.cadence.started_up and quiet < STARTUP_CAP_S
+                and self.activity.busy(now, stall_floor()))
 
     def stall_detail(self) -> str:
         """'no event for 42 s (bound 30 s, since 14:03:12); last: step at epoch 2, step 9; py-spy dump --pid 77'."""
@@ -168,6 +224,9 @@ class StatusMixin:
         out = (f"no event for {_dur(quiet)} (bound {_dur(self.cadence.bound())}, since {since}); "
                f"last: {what}" + (f" at {where}" if where else ""))
         pid = (self.start or {}).get("pid")
+        if self.activity.stopped:
+            cont = f"kill -CONT {pid}" if isinstance(pid, int) else "kill -CONT"
+            out = f"process stopped (SIGSTOP, Ctrl-Z or a debugger: {cont} continues it); " + out
         if isinstance(pid, int) and shutil.which("py-spy"):
             out += f"; see where it hangs: py-spy dump --pid {pid}"
         return out
@@ -204,6 +263,11 @@ class StatusMixin:
         where = self.paused_event if self.paused_event and "step" in self.paused_event else self.last_step
         if s == "paused" and where:
             return f"paused at epoch {where.get('epoch')}, step {where.get('step')}"
+        if s == "running" and self.last_event_t is not None:
+            now = self.clock()
+            quiet = now - self.last_event_t
+            if quiet > self.cadence.bound() and self.starting_busy(now, quiet):
+                return f"running: starting up, no step yet after {_dur(quiet)} (the process is busy)"
         return s
 
 

@@ -15,7 +15,7 @@ from app.launchers.jobinfo import job_info
 from trainer.live import validate
 
 from . import runfiles, safeio
-from .liveness import exit_applies
+from .liveness import exit_applies, read_proc
 from .state import RunState
 from .tail import JsonlTail
 
@@ -109,11 +109,12 @@ class Run:
             self._restart = None
         if (st.end is not None and st.restart_pending is None) or probe is None or self.events_tail.more:
             return  # finished, or not caught up yet: judge liveness later
-        exit_info, alive, _ = probe
+        exit_info, alive, pid = probe
         if not exit_applies(exit_info, st.start, st.restart_pending):
             exit_info = None  # an earlier attempt's (docs/run-directory.md, "Attempts")
         st.exit_info = exit_info
         st.process_gone = alive is False
+        st.activity.observe(read_proc(pid) if alive and pid is not None else None, time.time())
 
     def _read_note(self) -> str:
         """One line on what could not be read (shown next to the unreadable count), or ''."""
@@ -250,12 +251,8 @@ class Run:
 
 
 def _proc_state(pid: int) -> str | None:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read(4096)
-        return stat[stat.rindex(b")") + 2:][:1].decode()
-    except (OSError, ValueError):
-        return None
+    sample = read_proc(pid)
+    return sample[0] if sample else None
 
 
 def append_line(path: Path, data: bytes) -> None:

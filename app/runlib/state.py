@@ -25,7 +25,7 @@ from collections import Counter
 from pathlib import Path
 
 from . import runfiles
-from .liveness import Cadence, StatusMixin
+from .liveness import Activity, Cadence, StatusMixin
 from .records import (  # noqa: F401 - re-exported
     END_STATUS, NONFINITE_CODES, Adjustment, StepPoint, _float, _int, _pairs, _unix_time, describe_exit,
     live_from_config_dict, sanitize_event,
@@ -83,6 +83,7 @@ class RunState(StatusMixin):
         self.last_seq: int | None = None
         self.last_event: dict | None = None  # the last event read (what the trainer did last)
         self.cadence = Cadence()  # gaps between events: the stall bound (app.runlib.liveness)
+        self.activity = Activity()  # what /proc shows of the trainer process (set by Run)
         self.file_notes: dict[str, str] = {}  # file name -> why it was refused (safeio)
         if self.run_dir is not None:
             self.load_files()
