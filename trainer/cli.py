@@ -10,8 +10,9 @@ import sys
 import traceback
 from pathlib import Path
 
-from trainer.config import ConfigError, load_config
+from trainer.config import ConfigError, all_keys, load_config, parse_override
 from trainer.data.errors import DataError
+from trainer.runfiles import existing_run
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -47,8 +48,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.config:
             cfg = load_config(args.config, args.overrides)
+            if args.run_dir and existing_run(Path(args.run_dir)):
+                raise ConfigError(
+                    f"--run-dir {args.run_dir}: it already holds a run ({', '.join(existing_run(Path(args.run_dir)))}); "
+                    f"continue it with --resume {args.run_dir}, or give another directory (nothing was changed)")
         else:
             cfg = None
+            args.live_sets = resume_sets(args.resume, args.overrides)
         nproc = args.nproc_per_node or (cfg.training.nproc_per_node if cfg else 1)
         if "WORLD_SIZE" not in os.environ:  # the launcher: settle the process count before torchrun
             nproc = _launch_nproc(args, nproc)
@@ -94,6 +100,38 @@ def _launch_nproc(args: argparse.Namespace, nproc: int) -> int:
     return nproc
 
 
+def resume_sets(run_dir: str, overrides: list[str]) -> dict:
+    """``--resume DIR --set KEY=VALUE``: live settings only (by config key or live name), applied
+    as a recorded adjustment when the run continues; any other key is refused (exit 2), never
+    ignored. Values are checked against the checkpoint once it is loaded (:func:`_check_sets`)."""
+    from trainer import live as live_mod
+
+    values = {}
+    for item in overrides:
+        path, value = parse_override(item)
+        key = ".".join(path)
+        name = live_mod.live_name_for(key)
+        if name is None:
+            what = ("is not a live setting: it is fixed for the life of a run; start a new run to change it"
+                    if key in all_keys() else "is not a config key")
+            live = ", ".join(k.config_key for k in live_mod.LIVE_KEYS.values())
+            raise ConfigError(f"--resume {run_dir} --set {item}: '{key}' {what} (allowed on resume: {live})")
+        values[name] = value
+    return values
+
+
+def _check_sets(args: argparse.Namespace, state: dict) -> dict:
+    from trainer import live as live_mod
+
+    values = getattr(args, "live_sets", {})
+    if not values:
+        return {}
+    clean, reason = live_mod.validate(values, state["live"], int(state["epoch"]) + 1)
+    if reason:
+        raise ConfigError(f"--resume {args.resume} --set: {reason} (nothing was changed)")
+    return clean
+
+
 def _run(args: argparse.Namespace, cfg, argv: list[str]) -> int:
     import torch  # noqa: F401 - heavy import after the cheap config checks
 
@@ -105,10 +143,11 @@ def _run(args: argparse.Namespace, cfg, argv: list[str]) -> int:
     from trainer.train import Trainer
 
     device, device_note = choose_device(args.device)
-    resume_state = None
+    resume_state, live_sets = None, {}
     if args.resume:  # the checkpoint's config says how long a collective may wait
         run_dir = Path(args.resume)
         cfg, resume_state = load_resume(run_dir, device)
+        live_sets = _check_sets(args, resume_state)
     dist = init_distributed(device, timeout_s=cfg.training.dist_timeout)
     if dist.enabled and device.type == "cuda":
         import torch as _t
@@ -160,6 +199,11 @@ def _run(args: argparse.Namespace, cfg, argv: list[str]) -> int:
             out(f"!! {msg}")
         else:
             out(f"data: {data_line(desc)}")
+        for w in comp.steering.take_deferred():  # replayed records that failed validation
+            ev.emit("warning", epoch=trainer.epoch, step=trainer.step, **w)
+    if resume_state is not None and live_sets:  # every rank applies them; rank 0 records the ack
+        comp.steering.adjust_at_start(live_sets, trainer.epoch + 1, trainer.step, source="resume --set")
+    if dist.is_main:
         out(f"run {cfg.name}: {run_dir} | {comp.params:,} params | device {device} | "
             f"{comp.steps_per_epoch} steps/epoch | epochs {trainer.epoch + 1}..{trainer.live['epochs']}")
     reason, error = "crashed", None

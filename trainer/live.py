@@ -56,6 +56,14 @@ _CONFIG_TO_LIVE = {k.config_key: k.name for k in LIVE_KEYS.values()}
 _LEAF_TO_LIVE = {k.config_key.split(".")[-1]: k.name for k in LIVE_KEYS.values() if k.config_key.split(".")[-1] != k.name}
 
 
+def live_name_for(key: str) -> str | None:
+    """The live setting a ``--set`` key names: its config key (``training.learning_rate``) or
+    its live name (``lr``); None if it names none."""
+    if key in LIVE_KEYS:
+        return key
+    return _CONFIG_TO_LIVE.get(key)
+
+
 def live_from_config(cfg: Config) -> dict[str, Any]:
     """The live settings a run starts with."""
     out = {}

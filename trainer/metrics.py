@@ -133,6 +133,24 @@ class FScoreMeter:
         self._class_count += present.sum(dim=0)
         self._pooled += conf.sum(dim=0)
 
+    def state(self) -> dict[str, torch.Tensor]:
+        """Copies of the accumulated statistics (on the meter's device), to carry an epoch
+        across a resume."""
+        if self._device is None:
+            self._init(self.device or torch.device("cpu"))
+        return {k: getattr(self, f"_{k}").detach().clone()
+                for k in ("score_sum", "images", "class_f_sum", "class_count", "pooled", "bad")}
+
+    def load_state(self, state: dict[str, torch.Tensor]) -> None:
+        """Add statistics saved by :meth:`state` (shapes checked) to this meter's."""
+        if self._device is None:
+            self._init(self.device or torch.device("cpu"))
+        for k in ("score_sum", "images", "class_f_sum", "class_count", "pooled", "bad"):
+            mine, v = getattr(self, f"_{k}"), state.get(k)
+            if not isinstance(v, torch.Tensor) or v.shape != mine.shape:
+                raise ValueError(f"meter state {k!r}: expected shape {tuple(mine.shape)}")
+            mine += v.to(mine.device, mine.dtype)
+
     def compute(self, dist: Any = None) -> dict:
         """``dict(f=float, per_class=list[float | None], pooled_f=float, images=int)``.
 

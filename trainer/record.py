@@ -10,12 +10,17 @@ from __future__ import annotations
 import json
 import math
 import os
+import stat
+import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable
 
+from trainer.runfiles import UnsafeFile, open_regular
+
 SCHEMA_VERSION = 1
+MAX_EVENT_LINE = 1 << 20  # longer lines in events.jsonl are not events: skipped when read back
 
 
 def atomic_write_bytes(path: Path, data: bytes, midway: Callable[[], None] | None = None) -> None:
@@ -82,12 +87,13 @@ def last_seq_and_tail(path: Path, chunk: int = 1 << 16) -> tuple[int, bool]:
     Reads backwards from the end only as far as needed to find one parseable event line.
     """
     try:
-        size = path.stat().st_size
+        fd = open_regular(path)
     except FileNotFoundError:
         return -1, False
-    if size == 0:
-        return -1, False
-    with open(path, "rb") as f:
+    with os.fdopen(fd, "rb") as f:
+        size = os.fstat(fd).st_size
+        if size == 0:
+            return -1, False
         f.seek(size - 1)
         torn = f.read(1) != b"\n"
         pos, buf = size, b""
@@ -116,6 +122,7 @@ class EventWriter:
         self.path = Path(path)
         self.enabled = enabled
         self._fd: int | None = None
+        self._refused: str | None = None
         self.seq = -1
         if not enabled:
             return
@@ -124,7 +131,8 @@ class EventWriter:
         self._open(torn)
 
     def _open(self, torn: bool) -> None:
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        # never through a symbolic link, never into a FIFO: UnsafeFile names the file
+        self._fd = open_regular(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         st = os.fstat(self._fd)
         self._ident = (st.st_dev, st.st_ino)
         if torn:  # a crash left half a line: end it so the next event starts clean
@@ -132,17 +140,35 @@ class EventWriter:
 
     def _reopen_if_replaced(self) -> bool:
         """events.jsonl deleted or replaced under the running trainer: write on in the file now
-        at that path (one os.stat per event), so the monitors that read it lose nothing more."""
+        at that path (one os.lstat per event), so the monitors that read it lose nothing more.
+        A link, FIFO or directory put in its place is never followed (stderr says so once)."""
         try:
-            st = os.stat(self.path)
+            st = os.lstat(self.path)
             if (st.st_dev, st.st_ino) == self._ident:
+                return False
+            if not stat.S_ISREG(st.st_mode):  # a link, FIFO or directory put there: not followed
+                self._say_refused(f"{self.path} was replaced by something that is not a regular file")
                 return False
         except FileNotFoundError:
             pass
-        os.close(self._fd)
-        _, torn = last_seq_and_tail(self.path)
-        self._open(torn)
+        fd, ident = self._fd, self._ident
+        try:
+            _, torn = last_seq_and_tail(self.path)
+            self._open(torn)
+        except UnsafeFile as e:  # replaced again between the lstat and the open
+            self._fd, self._ident = fd, ident
+            self._say_refused(str(e))
+            return False
+        os.close(fd)
+        self._refused = None
         return True
+
+    def _say_refused(self, why: str) -> None:
+        """The trainer's stderr (stderr.log) is the only place left to say it: once per cause."""
+        if why != self._refused:
+            self._refused = why
+            print(f"segwatch trainer: {why}; not followed: events go on into the file the trainer had open "
+                  "(no longer at that path) until a regular file is back", file=sys.stderr, flush=True)
 
     def emit(self, type_: str, **fields: Any) -> dict:
         if self._fd is not None and self._reopen_if_replaced():
@@ -170,14 +196,22 @@ def read_events(path: Path) -> list[dict]:
     """All parseable events of a record, in file order (used on resume and in tests)."""
     out = []
     try:
-        with open(path, "rb") as f:
-            for raw in f:
-                try:
-                    ev = json.loads(raw)
-                except (ValueError, UnicodeDecodeError):
-                    continue
-                if isinstance(ev, dict):
-                    out.append(ev)
+        fd = open_regular(path)  # UnsafeFile for a link, FIFO or directory
     except FileNotFoundError:
-        pass
+        return out
+    with os.fdopen(fd, "rb") as f:
+        while True:
+            raw = f.readline(MAX_EVENT_LINE + 1)
+            if not raw:
+                break
+            if len(raw) > MAX_EVENT_LINE:  # not an event of this trainer: skip to the line's end
+                while raw and not raw.endswith(b"\n"):
+                    raw = f.readline(MAX_EVENT_LINE + 1)
+                continue
+            try:
+                ev = json.loads(raw)
+            except (ValueError, UnicodeDecodeError, RecursionError):
+                continue
+            if isinstance(ev, dict):
+                out.append(ev)
     return out

@@ -3,6 +3,7 @@ control channel and, on resume, the restored state. Errors here are the user's (
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import pickle
@@ -29,7 +30,11 @@ from trainer.dist import DistContext
 from trainer.losses import SegLoss
 from trainer.model import DEFAULT_WIDTH, build_model, count_params, set_dropout
 from trainer.record import EventWriter, atomic_write_text, read_events, remove_stale_temps
+from trainer.runfiles import UnsafeFile, describe, open_regular, write_small
 from trainer.steer import Steering
+
+
+O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 
 
 class EpochBatches(Sampler[list[int]]):
@@ -268,6 +273,14 @@ def open_record(c: Components, run_dir: Path, resume: dict | None, argv: list[st
     c.run_dir = run_dir
     main = c.dist.is_main
     if main:
+        # before anything is written: a link, FIFO or directory where the record goes, or a
+        # link where the checkpoints go, is refused (exit 2) rather than followed
+        why = describe(run_dir / "events.jsonl")
+        ck = run_dir / "checkpoints"
+        if not why and os.path.lexists(ck) and (ck.is_symlink() or not ck.is_dir()):
+            why = f"{ck} is {'a symbolic link' if ck.is_symlink() else 'not a directory'}, not the run's checkpoints folder"
+        if why:
+            raise UnsafeFile(errno.EINVAL, f"{why}; nothing was changed")
         (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
         c.lock_fd = lock_run_dir(run_dir)
         stale = remove_stale_temps(run_dir / "checkpoints") + remove_stale_temps(run_dir)
@@ -275,17 +288,25 @@ def open_record(c: Components, run_dir: Path, resume: dict | None, argv: list[st
             out(f"removed {len(stale)} temp file(s) of writes a killed trainer left unfinished: {', '.join(stale)}")
         if resume is None:
             atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(c.cfg.to_dict(), sort_keys=False))
-        ctl = run_dir / "control.jsonl"
-        if not ctl.exists():
-            os.close(os.open(ctl, os.O_WRONLY | os.O_CREAT, 0o600))
-        (run_dir / "trainer.pid").write_text(f"{os.getpid()}\n")
+        try:  # create it (0600) unless something is there; never through a link
+            os.close(os.open(run_dir / "control.jsonl", os.O_WRONLY | os.O_CREAT | os.O_EXCL | O_NOFOLLOW, 0o600))
+        except FileExistsError:
+            pass  # a FIFO, link or directory there is reported by the reader (control_refused)
+        write_small(run_dir / "trainer.pid", f"{os.getpid()}\n")
     c.events = EventWriter(run_dir / "events.jsonl", enabled=main)
     c.steering = Steering(run_dir / "control.jsonl", c.events, live_mod.live_from_config(c.cfg), c.apply_live,
                           is_main=main, broadcast=c.dist.broadcast_objects if c.dist.enabled else None)
     if resume is not None:
         c.steering.live.update(resume["live"])
         c.apply_live(resume["live"])
-        c.steering.restore(resume.get("answered", []), read_events(run_dir / "events.jsonl") if main else [])
+        plan = None
+        if main:  # only rank 0 reads control.jsonl and the record; every rank applies the same plan
+            c.steering.reader.seek(resume.get("control"))
+            plan = c.steering.plan_restore(resume.get("answered", []), read_events(run_dir / "events.jsonl"),
+                                           epoch=resume["epoch"] + 1)
+        if c.dist.enabled:
+            plan = c.dist.broadcast_objects([plan])[0]
+        c.steering.apply_restore(plan)
     else:
         c.apply_live(c.steering.live)
     if main:
@@ -305,7 +326,7 @@ def lock_run_dir(run_dir: Path) -> int:
     import fcntl
 
     path = run_dir / "trainer.lock"
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
+    fd = open_regular(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -329,12 +350,17 @@ def _version() -> str:
 def load_resume(run_dir: Path, device: torch.device) -> tuple[Config, dict]:
     """Config and state of a run to resume; the last checkpoint must exist and be complete."""
     path = run_dir / "checkpoints" / "last.pt"
-    if not path.exists():
+    if not path.exists() and not path.is_symlink():
         raise ConfigError(f"--resume {run_dir}: no checkpoint at {path} (the run never finished an epoch)")
+    try:
+        fd = open_regular(path)  # not through a link, not a FIFO
+    except OSError as e:
+        raise ConfigError(f"--resume {run_dir}: {e.strerror or e}; nothing was run") from None
     try:
         # always onto the CPU: load_state_dict copies weights and optimizer state to the model's
         # device, and the RNG states must stay CPU tensors (torch.set_rng_state refuses others)
-        state = ckpt.load(path, map_location="cpu")
+        with os.fdopen(fd, "rb") as f:
+            state = ckpt.load(f, map_location="cpu")
     except pickle.UnpicklingError:
         raise ConfigError(f"--resume {run_dir}: refused {path}: it holds pickled objects that torch.load(weights_only=True) "
                           "does not load (not a checkpoint of this trainer, or tampered with); nothing was run") from None

@@ -17,6 +17,7 @@ import torch
 
 from trainer import checkpoint as ckpt
 from trainer.metrics import FScoreMeter
+from trainer.runfiles import open_regular
 from trainer.schedule import lr_at
 from trainer.setup import Components
 from trainer.steer import Requests
@@ -41,6 +42,11 @@ class Trainer:
         self.best_epoch = c.state.get("best_epoch", 0)
         self.since_best = c.state.get("since_best", 0)
         self.epoch_times: list[float] = list(c.state.get("epoch_times", []))
+        # the train sums of the epoch a mid-epoch checkpoint interrupted (None: start it afresh)
+        self.progress = _valid_progress(c.state.get("progress"), self.epoch + 1) if self.step_in_epoch else None
+        self.meter: FScoreMeter | None = None
+        self.loss_sum = torch.zeros(())
+        self.n_ok, self.t0 = 0, time.perf_counter()
         self.steps_per_epoch = c.steps_per_epoch
         self.sigterm = False
         self.skipped = 0
@@ -55,7 +61,8 @@ class Trainer:
         self.rank_log = None
         if self.cfg.debug.rank_log:
             (c.run_dir / "ranks").mkdir(parents=True, exist_ok=True)  # rank 0 may not have made run_dir yet
-            self.rank_log = open(c.run_dir / "ranks" / f"rank{self.dist.rank}.jsonl", "a")
+            self.rank_log = os.fdopen(open_regular(c.run_dir / "ranks" / f"rank{self.dist.rank}.jsonl",
+                                                   os.O_WRONLY | os.O_APPEND | os.O_CREAT), "a")
             self.rank_log.write(f'{{"rank":{self.dist.rank},"seed":{torch.initial_seed()}}}\n')
 
     # --- schedule ---------------------------------------------------------------------------
@@ -111,7 +118,7 @@ class Trainer:
         signal.signal(signal.SIGINT, self._on_sigterm)
         reason = "completed"
         try:
-            while self.epoch < self.live["epochs"]:
+            while self.epoch < self.live["epochs"] or self._last_look():
                 self.train_epoch(self.epoch + 1)
                 patience = self.live["patience"]
                 if patience and self.since_best >= patience:
@@ -122,18 +129,31 @@ class Trainer:
             reason = "stopped"
         return reason
 
+    def _last_look(self) -> bool:
+        """The epochs are done: answer what came in meanwhile (a late ``set epochs`` goes on
+        training; a late ``stop`` is acked and the run ends completed). True to train on."""
+        try:
+            self.control_point()
+        except StopRun:
+            return False
+        return self.epoch < self.live["epochs"]
+
     def _on_sigterm(self, signum: int, frame: Any) -> None:
         self.sigterm = True
 
     def train_epoch(self, epoch: int) -> None:
         c = self.c
-        t0 = time.perf_counter()
         c.start_epoch_augmentation()
         c.model.train()
         loader = c.train_loader(epoch, self.step_in_epoch)
-        meter = FScoreMeter(device=c.device)
-        loss_sum = torch.zeros((), device=c.device)
-        n_ok, self.skipped = 0, 0
+        meter = self.meter = FScoreMeter(device=c.device)
+        loss_sum = self.loss_sum = torch.zeros((), device=c.device)
+        self.n_ok, self.skipped, elapsed = 0, 0, 0.0
+        if self.progress is not None:  # resumed mid-epoch: this epoch's train numbers so far
+            elapsed = self._restore_progress(self.progress)
+            self.progress = None
+        t0 = time.perf_counter() - elapsed
+        self.t0 = t0
         log_loss = torch.zeros((), device=c.device)
         log_n, log_t, log_wait, log_samples = 0, time.perf_counter(), 0.0, 0
         self.control_point()  # commands sent before the epoch's first step apply to it
@@ -151,7 +171,7 @@ class Trainer:
             if ok:
                 loss_sum += loss
                 log_loss += loss
-                n_ok += 1
+                self.n_ok += 1
                 log_n += 1
                 meter.update(pred, masks)
             log_wait += wait
@@ -171,7 +191,7 @@ class Trainer:
             self._apply_control(*self._step_flags)  # commands read during this step apply to the next
             t_wait = time.perf_counter()
         train = meter.compute(self.dist)
-        sums = self.dist.all_reduce_sum(torch.stack([loss_sum, torch.tensor(float(n_ok), device=c.device)]))
+        sums = self.dist.all_reduce_sum(torch.stack([loss_sum, torch.tensor(float(self.n_ok), device=c.device)]))
         train_loss = (sums[0] / sums[1].clamp(min=1)).item() if sums[1].item() else float("nan")
         val = self.validate()
         self.epoch = epoch
@@ -299,6 +319,7 @@ class Trainer:
         c = self.c
         # every rank's own RNG states (dropout, its GPU), gathered: all ranks save at the same points
         rngs = self.dist.gather_objects(ckpt.rng_state(c.device)) if self.dist.enabled else None
+        progress = self._progress() if mid_epoch else None  # a collective under DDP: every rank
         if not self.dist.is_main:
             return
         state = c.raw_model.state_dict()
@@ -312,7 +333,8 @@ class Trainer:
             "step_in_epoch": self.step_in_epoch if mid_epoch else 0,
             "best_val_f": self.best_val_f, "best_epoch": self.best_epoch, "since_best": self.since_best,
             "epoch_times": self.epoch_times, "live": dict(self.live),
-            "answered": sorted(c.steering.answered), "config": c.resolved_config(),
+            "answered": sorted(c.steering.answered), "control": c.steering.reader.position(),
+            "progress": progress, "config": c.resolved_config(),
             "rng": rngs[0] if rngs else ckpt.rng_state(c.device), "params": c.params,
             "world_size": self.dist.world_size, "steps_per_epoch": self.steps_per_epoch,
         }
@@ -326,6 +348,28 @@ class Trainer:
                              message=f"could not write {path.name}: {e.strerror or e}; the previous {kind} checkpoint is intact")
             return
         self.events.emit("checkpoint", kind=kind, path=f"checkpoints/{kind}.pt", epoch=self.epoch, step=self.step)
+
+    def _progress(self) -> dict[str, Any] | None:
+        """The epoch in progress's train sums (every rank's, summed), saved with a mid-epoch
+        checkpoint: a run stopped during validation resumes with the epoch's real train numbers."""
+        if self.meter is None or not self.step_in_epoch:
+            return None
+        meter = {k: self.dist.all_reduce_sum(v).cpu() for k, v in self.meter.state().items()}
+        dev = self.c.device
+        sums = self.dist.all_reduce_sum(torch.stack([
+            self.loss_sum.detach().double(), torch.tensor(float(self.n_ok), dtype=torch.float64, device=dev),
+            torch.tensor(float(self.skipped), dtype=torch.float64, device=dev)])).cpu()
+        return {"epoch": self.epoch + 1, "meter": meter, "loss_sum": float(sums[0]), "n_ok": int(sums[1]),
+                "skipped": int(sums[2]), "elapsed": time.perf_counter() - self.t0}
+
+    def _restore_progress(self, p: dict[str, Any]) -> float:
+        """Rank 0 takes the saved sums (they are every rank's); returns the epoch's seconds so far."""
+        if self.dist.is_main:
+            self.meter.load_state(p["meter"])
+            self.loss_sum += float(p["loss_sum"])
+            self.n_ok = int(p["n_ok"])
+            self.skipped = int(p["skipped"])
+        return float(p["elapsed"])
 
     def _fault_midway(self):
         """Fault injection for tests (debug.checkpoint_*): runs halfway through a checkpoint write."""
@@ -341,3 +385,14 @@ class Trainer:
                 raise OSError(errno.ENOSPC, f"{os.strerror(errno.ENOSPC)} (debug.checkpoint_enospc_from_epoch)")
 
         return midway
+
+
+def _valid_progress(p: Any, epoch: int) -> dict[str, Any] | None:
+    """A checkpoint's epoch progress if it is for ``epoch`` and well formed (older checkpoints
+    have none: the resumed epoch then reports the train numbers of its remaining steps)."""
+    if not isinstance(p, dict) or p.get("epoch") != epoch or not isinstance(p.get("meter"), dict):
+        return None
+    if not all(isinstance(p.get(k), (int, float)) and not isinstance(p.get(k), bool)
+               for k in ("loss_sum", "n_ok", "skipped", "elapsed")):
+        return None
+    return p
