@@ -274,8 +274,10 @@ class RunState(StatusMixin):
         adj = None
         if isinstance(cid, str):
             adj = self._by_id.get(cid)
-            if adj is None:  # the answer was read before its command line
-                adj = Adjustment(id=cid, cmd=ev.get("cmd"))
+            if adj is None:  # the answer was read before its command line (or has none: resume --set)
+                adj = Adjustment(id=cid, cmd=ev.get("cmd"),
+                                 reason=ev["reason"] if isinstance(ev.get("reason"), str) else "",
+                                 source=ev["source"] if isinstance(ev.get("source"), str) else "")
                 self._by_id[cid] = adj
                 self.adjustments.append(adj)
         else:

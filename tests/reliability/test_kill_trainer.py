@@ -212,12 +212,12 @@ def test_a_second_trainer_on_the_same_run_is_refused(tmp_path):
     try:
         wait_for(lambda: (run / "events.jsonl").exists() and events(run, "checkpoint"), 120, "a checkpoint")
         pid = trainer_pid(run)
-        for argv in (["--resume", str(run), "--device", "cpu"],
-                     ["--config", str(CONFIGS / "baseline.yaml"), "--run-dir", str(run), "--device", "cpu",
-                      *[x for s in TINY for x in ("--set", s)]]):
+        for argv, says in ((["--resume", str(run), "--device", "cpu"], f"another trainer (pid {pid}) is writing this run"),
+                           (["--config", str(CONFIGS / "baseline.yaml"), "--run-dir", str(run), "--device", "cpu",
+                             *[x for s in TINY for x in ("--set", s)]], "it already holds a run")):
             p = run_trainer(argv, timeout=120)
             assert p.returncode == 2 and p.stderr.count("\n") == 1, p.stderr
-            assert f"another trainer (pid {pid}) is writing this run" in p.stderr
+            assert says in p.stderr
         assert len(events(run, "start")) == 1 and trainer_pid(run) == pid
         assert (run / "config.yaml").read_text().startswith("name: lmsa_focal")
         step = events(run, "step")[-1]["step"]

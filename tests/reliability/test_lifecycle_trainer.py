@@ -19,6 +19,7 @@ import pytest
 import yaml
 from faults import answers, events, popen_trainer, run_trainer, send, trainer_argv, wait_for
 
+from app.runlib import Run
 from trainer.schedule import lr_at
 
 SMALL = ["data.synthetic_train=16", "data.synthetic_val=8"]  # 2 steps per epoch
@@ -186,6 +187,10 @@ def test_resume_set_of_a_live_key_is_a_recorded_adjustment(finished_run, tmp_pat
     later = [s for s in events(run, "step") if s["epoch"] == 2]
     assert later and all(s["lr"] == pytest.approx(lr_at(s["step"] - 1, 1e-3, 0, 2 * spe, ratio)) for s in later)
     assert events(run, "epoch")[-1]["epochs"] == 2
+    shown = Run(run)  # the cockpit lists it with the other adjustments
+    shown.refresh()
+    adj = [a for a in shown.state.adjustments if a.source == "resume --set"]
+    assert len(adj) == 1 and adj[0].status == "applied" and adj[0].changes["lr"] == [5e-4, 1e-3]
     # kept by the next resume (from the checkpoint), not applied a second time
     p = run_trainer(resume_argv(run, "training.epochs=3"))
     assert p.returncode == 0, p.stderr

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from faults import ROOT, answers, env, events, popen_trainer, run_trainer, send, trainer_argv, wait_for
+from faults import ROOT, answers, descendants, env, events, popen_trainer, run_trainer, send, trainer_argv, wait_for
 
 SMALL = ["data.synthetic_train=16", "data.synthetic_val=8"]  # 2 steps per epoch
 
@@ -34,6 +34,15 @@ def finished_run(tmp_path_factory) -> Path:
     p = run_trainer(trainer_argv(run, *SMALL, "training.epochs=1"))
     assert p.returncode == 0, p.stderr
     return run
+
+
+def kill_tree(pid: int) -> None:
+    """SIGKILL a process and every descendant (torchrun's ranks run in sessions of their own)."""
+    for p in [*reversed(descendants(pid)), pid]:
+        try:
+            os.kill(p, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 def copy_run(src: Path, tmp_path: Path) -> Path:
@@ -141,43 +150,38 @@ def test_a_torn_control_line_never_swallows_the_next_command(tmp_path):
 
 @pytest.mark.slow
 def test_ddp_resume_replays_no_pause_on_any_rank(tmp_path):
-    """Issue 16 item 4: a pause and resume answered after the last checkpoint, then a kill; the
-    resumed 2-rank run must not re-apply the pause on rank 1 (it hung there) nor warn."""
+    """Issue 16 item 4: a set and a pause answered after the last checkpoint, then a kill while
+    paused; the resumed 2-rank run must not re-apply the pause on rank 1 alone (it hung there),
+    must re-apply the set on both ranks, and must not warn."""
     run = tmp_path / "r"
     argv = trainer_argv(run, "data.synthetic_train=32", "data.synthetic_val=8", "training.epochs=3",
-                        "debug.step_delay=0.3") + ["--nproc-per-node", "2"]
-    proc = subprocess.Popen([sys.executable, "-m", "trainer", *argv], cwd=ROOT, env=env(), start_new_session=True,
+                        "debug.step_delay=0.3", "debug.rank_log=true") + ["--nproc-per-node", "2"]
+    proc = subprocess.Popen([sys.executable, "-m", "trainer", *argv], cwd=ROOT, env=env(),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_for(lambda: (run / "events.jsonl").exists() and [c for c in events(run, "checkpoint") if c["epoch"] == 1],
                  240, "the epoch 1 checkpoint")
-        ids = [send(run, "pause")]
-        wait_for(lambda: events(run, "paused"), 60, "paused")
-        ids += [send(run, "resume"), send(run, "set", values={"gamma": 1.5})]
-        wait_for(lambda: all(answers(run, i) for i in ids), 60, "the answers")
-        os.killpg(proc.pid, signal.SIGKILL)
+        ids = [send(run, "set", values={"gamma": 1.5}), send(run, "pause")]
+        wait_for(lambda: events(run, "paused") and all(answers(run, i) for i in ids), 60, "paused")
+        kill_tree(proc.pid)  # killed while paused: torchrun and both ranks
         proc.wait(timeout=30)
     finally:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        kill_tree(proc.pid)
     assert not [c for c in events(run, "checkpoint") if c["seq"] > events(run, "paused")[0]["seq"]]
     resumed = subprocess.Popen([sys.executable, "-m", "trainer", "--resume", str(run), "--device", "cpu",
-                                "--nproc-per-node", "2"], cwd=ROOT, env=env(), start_new_session=True,
+                                "--nproc-per-node", "2"], cwd=ROOT, env=env(),
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         rc = resumed.wait(timeout=240)
     except subprocess.TimeoutExpired:
         pytest.fail("the resumed 2-rank run hung (a replayed pause on one rank)")
     finally:
-        try:
-            os.killpg(resumed.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    assert rc == 0, resumed.stderr.read().decode()[-2000:]
+        kill_tree(resumed.pid)
+    assert rc == 0, resumed.stderr.read().decode()[-3000:]
     start = events(run, "start")[-1]
     assert start["live"]["gamma"] == 1.5 and start["world_size"] == 2
     assert not [w for w in events(run, "warning") if w["code"] != "synthetic_data"]
     assert all(len(answers(run, i)) == 1 for i in ids)
     assert events(run, "end")[-1]["reason"] == "completed"
+    logs = [[json.loads(x) for x in (run / "ranks" / f"rank{r}.jsonl").read_text().splitlines()] for r in (0, 1)]
+    assert logs[0] == logs[1] and logs[0][-1]["gamma"] == 1.5  # both ranks: same steps, the replayed gamma

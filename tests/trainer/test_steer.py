@@ -163,3 +163,58 @@ def test_a_replaced_control_file_is_read_from_its_start(run):
     os.replace(new, tmp / "control.jsonl")
     s.poll(1, 1)
     assert [a["id"] for a in answers()] == ["a", "b"] and applied == [{"lr": 1e-4}, {"gamma": 1.0}]
+
+
+def test_a_resumed_reader_continues_at_the_checkpoints_position_silently(run):
+    s, send, answers, applied, tmp = run
+    send({"v": 1, "id": "a", "cmd": "set", "values": {"gamma": 1.5}})
+    s.poll(1, 0)
+    position, ckpt_answered = s.reader.position(), sorted(s.answered)  # a checkpoint here
+    send({"v": 1, "id": "b", "cmd": "pause"})
+    send({"v": 1, "id": "c", "cmd": "set", "values": {"lr": 1e-4}})
+    s.poll(1, 1)  # answered after the checkpoint, then the trainer is killed
+    s.events.close()
+    assert position["line_no"] == 1 and position["offset"] > 0
+    ev = EventWriter(tmp / "events.jsonl")
+    s2 = Steering(tmp / "control.jsonl", ev, {**LIVE, "gamma": 1.5}, [].append, is_main=True)
+    assert s2.reader.seek(position)
+    replay = s2.restore(ckpt_answered, read_events(tmp / "events.jsonl"), epoch=2)
+    assert replay == {"lr": 1e-4}
+    assert s2.poll(2, 0).pause is None and not s2.paused  # the old pause is not applied again
+    send({"v": 1, "id": "b", "cmd": "pause"})  # a real duplicate, written after the resume
+    s2.poll(2, 1)
+    warns = [e for e in read_events(tmp / "events.jsonl") if e["type"] == "warning"]
+    assert [(w["code"], w["id"], w["line"]) for w in warns] == [("duplicate_command", "b", 4)]
+    assert len(answers()) == 3
+
+
+def test_a_position_the_file_no_longer_holds_is_not_used(run):
+    s, send, answers, applied, tmp = run
+    send({"v": 1, "id": "a", "cmd": "pause"})
+    s.poll(1, 0)
+    pos = s.reader.position()
+    os.truncate(tmp / "control.jsonl", 3)
+    assert not Steering(tmp / "control.jsonl", s.events, dict(LIVE), [].append, is_main=True).reader.seek(pos)
+    assert not s.reader.seek({"offset": "1", "line_no": 0})
+
+
+@pytest.mark.parametrize("raw, expect", [
+    # a fragment merged with the command after it: the fragment nacked by line, the command answered
+    (b'{"v":1,"id":"x","cmd":"set","values":{"gamma"{"v":1,"id":"b","cmd":"pause"}', [None, "b"]),
+    # two whole commands on one line (a writer that forgot the newline): both answered
+    (b'{"v":1,"id":"a","cmd":"stop"}{"v":1,"id":"b","cmd":"pause"}', ["a", "b"]),
+    # binary garbage before a command
+    (b'\xff\xfe\x00{"v":1,"id":"q","cmd":"resume"}', [None, "q"]),
+    # nothing recoverable: one nack for the line
+    (b'{"v":1,"id":"x","cmd":"set","values":{"gamma"', [None]),
+    (b'{"x": {"id": "a", "cmd": "stop"}}', [None]),
+    (b'[' * 100_000, [None]),
+])
+def test_commands_merged_onto_a_torn_line_are_each_answered(run, raw, expect):
+    s, send, answers, applied, tmp = run
+    with open(tmp / "control.jsonl", "ab") as f:
+        f.write(raw + b"\n")
+    s.poll(1, 0)
+    got = answers()
+    assert [a["id"] for a in got] == expect and all(a["line"] == 1 for a in got)
+    assert [a["type"] for a in got] == ["nack" if i is None else "ack" for i in expect]
