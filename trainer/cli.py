@@ -12,7 +12,7 @@ from pathlib import Path
 
 from trainer.config import ConfigError, all_keys, load_config, parse_override
 from trainer.data.errors import DataError
-from trainer.runfiles import existing_run
+from trainer.runfiles import existing_run, open_regular
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -48,10 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.config:
             cfg = load_config(args.config, args.overrides)
-            if args.run_dir and existing_run(Path(args.run_dir)):
-                raise ConfigError(
-                    f"--run-dir {args.run_dir}: it already holds a run ({', '.join(existing_run(Path(args.run_dir)))}); "
-                    f"continue it with --resume {args.run_dir}, or give another directory (nothing was changed)")
+            if args.run_dir:
+                refuse_existing_run(Path(args.run_dir), cfg)
         else:
             cfg = None
             args.live_sets = resume_sets(args.resume, args.overrides)
@@ -98,6 +96,32 @@ def _launch_nproc(args: argparse.Namespace, nproc: int) -> int:
             raise ConfigError(f"--nproc-per-node asks for {nproc} processes, one GPU each, but {visible} GPU(s) are visible; "
                               "lower --nproc-per-node / training.nproc_per_node, or make more GPUs visible (CUDA_VISIBLE_DEVICES)")
     return nproc
+
+
+def refuse_existing_run(run_dir: Path, cfg) -> None:
+    """``--config ... --run-dir DIR`` never overwrites a run: ConfigError (exit 2, nothing
+    changed) if DIR holds one. The one exception is a restart of the very same run that never
+    wrote a checkpoint (a SLURM job requeued before its first epoch ended starts again with the
+    same arguments): same config.yaml byte for byte, no checkpoint to lose."""
+    found = existing_run(run_dir)
+    if not found or _same_run_without_checkpoint(run_dir, cfg):
+        return
+    raise ConfigError(f"--run-dir {run_dir}: it already holds a run ({', '.join(found)}); continue it with "
+                      f"--resume {run_dir}, or give another directory (nothing was changed)")
+
+
+def _same_run_without_checkpoint(run_dir: Path, cfg) -> bool:
+    import yaml
+
+    if any(os.path.lexists(run_dir / "checkpoints" / k) for k in ("last.pt", "best.pt")):
+        return False
+    try:
+        fd = open_regular(run_dir / "config.yaml", max_bytes=1 << 20)
+    except OSError:
+        return False
+    with os.fdopen(fd, "rb") as f:
+        mine = f.read()
+    return mine == yaml.safe_dump(cfg.to_dict(), sort_keys=False).encode("utf-8")
 
 
 def resume_sets(run_dir: str, overrides: list[str]) -> dict:

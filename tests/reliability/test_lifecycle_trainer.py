@@ -172,6 +172,14 @@ def test_run_dir_holding_a_run_is_refused_and_left_unchanged(finished_run, tmp_p
     fresh.mkdir()
     (fresh / "supervisor.log").write_text("")
     assert run_trainer(tiny(fresh, "training.epochs=1")).returncode == 0
+    # the same run restarted before it wrote any checkpoint (a requeued SLURM job) starts again;
+    # another config on such a run is still refused
+    shutil.rmtree(fresh / "checkpoints")
+    other = run_trainer(tiny(fresh, "training.epochs=1", "model.width=16"))
+    assert other.returncode == 2 and "already holds a run" in other.stderr
+    again = run_trainer(tiny(fresh, "training.epochs=1"))
+    assert again.returncode == 0, again.stderr
+    assert [s["resumed"] for s in events(fresh, "start")] == [False, False]
 
 
 def test_resume_set_of_a_live_key_is_a_recorded_adjustment(finished_run, tmp_path):
