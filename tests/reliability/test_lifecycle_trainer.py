@@ -186,6 +186,7 @@ def test_resume_set_of_a_live_key_is_a_recorded_adjustment(finished_run, tmp_pat
     run = copy_run(finished_run, tmp_path)
     p = run_trainer(resume_argv(run, "training.epochs=2", "lr=0.001"))
     assert p.returncode == 0, p.stderr
+    assert p.stdout.count("run lmsa_focal:") == 1 and "epochs 2..2" in p.stdout, p.stdout
     start = events(run, "start")[-1]
     acks = [a for a in events(run, "ack") if a["seq"] > start["seq"]]
     assert len(acks) == 1 and acks[0]["source"] == "resume --set" and acks[0]["cmd"] == "set"
