@@ -186,3 +186,36 @@ def test_ddp_resume_replays_no_pause_on_any_rank(tmp_path):
     logs = [[e for e in map(json.loads, (run / "ranks" / f"rank{r}.jsonl").read_text().splitlines()) if "step" in e]
             for r in (0, 1)]  # each rank's steps (not its seed line)
     assert logs[0] == logs[1] and logs[0][-1]["gamma"] == 1.5  # both ranks: same steps, the replayed gamma
+
+
+class _Masks:
+    """A raw source of two label maps for class_frequencies (a cache_key makes it cacheable)."""
+
+    cache_key = "two-masks"
+
+    def __len__(self):
+        return 2
+
+    def get_raw(self, i):
+        import numpy as np
+
+        return np.zeros((4, 4, 3), np.uint8), np.full((4, 4), i + 1, np.uint8)
+
+
+@pytest.mark.parametrize("plant", ["fifo", "symlink"])
+def test_the_class_frequency_cache_is_never_waited_on_or_written_through(tmp_path, plant):
+    """class_frequencies.json sits in the run directory unless data.cache_dir is set."""
+    from trainer.data.stats import class_frequencies
+
+    cache, victim = tmp_path / "class_frequencies.json", tmp_path / "victim.json"
+    if plant == "fifo":
+        os.mkfifo(cache, 0o600)
+    else:
+        victim.write_text('{"two-masks": {"frequencies": [1.0]}}')
+        os.symlink(victim, cache)
+    with pytest.warns(UserWarning, match="class_frequencies.json"):
+        freqs = class_frequencies(_Masks(), str(cache))
+    assert freqs[1] == freqs[2] == 0.5
+    assert cache.is_file() and not cache.is_symlink()  # replaced by a regular file of its own
+    if plant == "symlink":
+        assert victim.read_text() == '{"two-masks": {"frequencies": [1.0]}}'

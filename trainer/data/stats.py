@@ -10,8 +10,8 @@ import warnings
 
 import numpy as np
 
+from ..runfiles import open_regular
 from .classes import NUM_CLASSES
-
 
 def _masks(source):
     get = getattr(source, "get_mask", None)
@@ -39,7 +39,8 @@ def class_frequencies(train_source, cache_path: str | None = None) -> list[float
     cache = {}
     if cache_path and key:
         try:
-            with open(cache_path) as f:
+            # in the run directory by default: no link followed, no FIFO waited on (docs/trust.md)
+            with os.fdopen(open_regular(cache_path, max_bytes=16 << 20)) as f:
                 cache = json.load(f)
             if not isinstance(cache, dict):
                 raise ValueError("top level is not an object")
@@ -50,7 +51,7 @@ def class_frequencies(train_source, cache_path: str | None = None) -> list[float
                     return freqs
         except FileNotFoundError:
             cache = {}
-        except (OSError, ValueError, KeyError, TypeError) as e:
+        except (OSError, ValueError, KeyError, TypeError, RecursionError) as e:
             warnings.warn(f"ignoring unreadable class-frequency cache {cache_path}: {e}")
             cache = {}
 
