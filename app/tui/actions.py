@@ -173,6 +173,7 @@ class CockpitActions:
             if yes:
                 self.send(v.index, "stop", reason="stopped from the cockpit")
 
+        self.clear_notifications()  # a toast drawn over the dialog hid its buttons at 80x24
         self.push_screen(ConfirmDialog(f"Stop {v.name}?", "It stops after the current step; the checkpoints "
                                        "stay (resume later with `segwatch resume`).", yes="Stop"), answer)
 
@@ -183,6 +184,10 @@ class CockpitActions:
         return [i for i, v in self.views.items() if not v.over]
 
     def action_quit_dialog(self) -> None:
+        if len(self.views) == len(self.watcher.runs) and not self.live_run_indexes():
+            self.exit(0, message=self.detach_message())  # every run is known and over: nothing to ask
+            return
+        self.clear_notifications()  # a toast drawn over the dialog hid its buttons at 80x24
         self.push_screen(QuitDialog(len(self.live_run_indexes())), self._after_quit)
 
     async def _after_quit(self, choice: str | None) -> None:

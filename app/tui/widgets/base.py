@@ -92,5 +92,12 @@ class ViewWidget(Widget):
     def on_resize(self) -> None:
         self._text = None
 
+    def needed_height(self) -> int:
+        """Rows the current text takes at the current width (wrapped as render() will be)."""
+        text = self.render()
+        if self.styles.text_wrap == "nowrap":
+            return text.plain.count("\n") + 1
+        return len(text.wrap(self.app.console, self.size.width))
+
     def draw(self, view: RunView) -> Text:
         raise NotImplementedError

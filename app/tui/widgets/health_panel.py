@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from typing import Any
 
 from rich.text import Text
@@ -20,8 +21,26 @@ def action_values(action: Any) -> dict:
 
 
 class HealthPanel(ViewWidget):
+    compact = False  # set by RunPane.fit on a short pane: failing signals only, the rest counted
+
     def key(self, view: RunView):
-        return (view.signals, view.actions, view.live, view.phase, self.size.width)
+        return (view.signals, view.actions, view.live, view.phase, self.size.width, self.compact)
+
+    def set_compact(self, compact: bool) -> None:
+        if compact != self.compact:
+            self.compact = compact
+            if self.view is not None:
+                self.set_view(self.view)
+
+    def full_lines(self) -> int:
+        """Lines of the full (not compact) panel for the current view."""
+        if self.view is None:
+            return 2
+        was, self.compact = self.compact, False
+        try:
+            return self.draw(self.view).plain.count("\n") + 1
+        finally:
+            self.compact = was
 
     def on_resize(self) -> None:
         if self.view is not None:
@@ -34,7 +53,14 @@ class HealthPanel(ViewWidget):
         t.append(f"  phase {v.phase}", style="dim")
         if not v.signals:
             t.append("\n  no signals yet (waiting for epochs)", style="dim")
-        for s in v.signals:
+        shown = v.signals
+        if self.compact:  # what is wrong stays; what is fine is counted
+            shown = [s for s in v.signals if _g(s, "state", "pending") in ("warning", "failed")]
+            counts = {k: sum(_g(s, "state", "pending") == k for s in v.signals) for k in ("ok", "pending")}
+            rest = "  ".join(f"{MARK[k][0]} {n} {k}" for k, n in counts.items() if n)
+            if rest:
+                t.append(f"  {rest}", style="dim")
+        for s in shown:
             state = _g(s, "state", "pending")
             mark, style = MARK.get(state, ("?", ""))
             t.append("\n ")
@@ -46,7 +72,9 @@ class HealthPanel(ViewWidget):
         if v.actions:
             first = v.actions[0]
             t.append("\n → ", style="bold")
-            t.append(str(_g(first, "text", "")), style="bold yellow")
+            # the suggestion wraps by hand (the panel does not wrap): it must never be cut
+            for k, line in enumerate(textwrap.wrap(str(_g(first, "text", "")), max(self.size.width - 4, 20)) or [""]):
+                t.append(("\n   " if k else "") + line, style="bold yellow")
             vals = action_values(first)
             t.append("\n   ")
             t.append("[enter]/a", style="reverse")
@@ -62,6 +90,6 @@ class HealthPanel(ViewWidget):
                     col += len(part) + 2
             else:
                 t.append(f" {_g(first, 'preset', '')}: advice only, nothing to send", style="dim")
-            for a in v.actions[1:3]:
+            for a in v.actions[1:1 if self.compact else 3]:
                 t.append(f"\n   or: {_g(a, 'text', '')}", style="dim")
         return t

@@ -14,6 +14,7 @@ from .health_panel import HealthPanel
 from .plots import FPlot, LossPlot
 
 COLOURS = ("green", "yellow", "red")
+PLOT_MAX, PLOT_MIN = 14, 7  # rows of the plots; below PLOT_MIN they collapse (hidden)
 
 
 class RunPane(VerticalScroll, can_focus=False):
@@ -25,6 +26,7 @@ class RunPane(VerticalScroll, can_focus=False):
         self._thresholds = thresholds
         self.parts: list = []
         self.header: PaneHeader | None = None
+        self._rows = PLOT_MAX
 
     def compose(self) -> ComposeResult:
         # kept by reference (no queries): the clock may tick while the app shuts down
@@ -35,7 +37,8 @@ class RunPane(VerticalScroll, can_focus=False):
         if self._thresholds:
             self.parts[3].thresholds = self._thresholds
         yield from self.parts[:2]
-        with Horizontal(classes="plots"):
+        self.plots = Horizontal(classes="plots")
+        with self.plots:
             yield from self.parts[2:4]
         yield from self.parts[4:]
 
@@ -52,8 +55,42 @@ class RunPane(VerticalScroll, can_focus=False):
             self.border_subtitle = subtitle
         for w in self.parts:
             w.set_view(view)
+        self.call_after_refresh(self.fit)
+
+    def on_resize(self) -> None:
+        self.call_after_refresh(self.fit)
+
+    def fit(self) -> None:
+        """Plots shrink, then collapse, so that the header, the numbers and the health panel with
+        its suggested action stay on screen without scrolling (80x24 and up)."""
+        if not self.parts or not self.is_attached:
+            return
+        header, numbers, health = self.parts[0], self.parts[1], self.parts[4]
+        avail = self.scrollable_content_region.height
+        top = sum(w.outer_size.height + 1 for w in (header, numbers))
+        # the health panel in full when it fits with the plots collapsed; else its failing signals only
+        health.set_compact(top + health.full_lines() > avail)
+        used = top + health.outer_size.height
+        rows = min(PLOT_MAX, avail - used - 1)  # the plots' own margin
+        show = rows >= PLOT_MIN
+        if show != self.plots.display:
+            self.plots.display = show
+        if show and rows != self._rows:
+            self._rows = rows
+            self.plots.styles.height = rows
+            for p in self.parts[2:4]:
+                p.styles.height = rows
 
     def tick(self) -> None:
-        """Once a second: let the header move its ETA on even when no event arrives."""
+        """Once a second: let the header move its ETA on even when no event arrives; and heal a
+        stale layout (a widget whose text outgrew its height, once seen in tmux at 80x24 after
+        attaching to an ended run: no later view came to trigger the relayout)."""
         if self.view is not None and self.header is not None and self.is_attached:
             self.header.set_view(self.view)
+            stale = False
+            for w in (self.parts[0], self.parts[1], self.parts[4]):
+                if w.size.width and w.view is not None and w.needed_height() != w.size.height:
+                    w.refresh(layout=True)
+                    stale = True
+            if stale:
+                self.call_after_refresh(self.fit)
