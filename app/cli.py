@@ -19,6 +19,7 @@ COMMANDS = [
     "predict",
     "evaluate",
     "report",
+    "runs",  # ls, rm
 ]
 
 

@@ -1,4 +1,4 @@
-"""Command-line verbs that steer and list runs: set, pause, resume, stop, checkpoint, ls.
+"""Command-line verbs that steer runs: set, pause, resume, stop, checkpoint (`ls` and `rm`: app/commands/runs.py).
 
 Exit codes for the steering verbs: 0 sent (or, with --wait, acknowledged), 1 refused by the
 trainer (nack), 2 bad input (unknown run, malformed KEY=VALUE, a value the live table refuses),
@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from app.runlib import Run, default_runs_dir, list_runs, resolve_run
+from app.runlib import Run, default_runs_dir, resolve_run
 from trainer.live import LIVE_KEYS, format_value, validate
 
 ENDED = ("finished", "early_stop", "stopped", "crashed")
@@ -47,11 +47,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         p.add_argument("run", help="run name (under --runs-dir) or run directory")
         _common(p)
         p.set_defaults(func=cmd_simple, verb=verb)
-    p = sub.add_parser("ls", help="list runs with their status and metrics",
-                       description="List the runs under RUNS_DIR (default: $SEGWATCH_RUNS or ./runs).")
-    p.add_argument("runs_dir_pos", nargs="?", metavar="RUNS_DIR")
-    p.add_argument("--runs-dir", help=argparse.SUPPRESS)
-    p.set_defaults(func=cmd_ls)
+    from app.commands.runs import register_ls  # here: it imports this module
+
+    register_ls(sub)
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -180,73 +178,3 @@ def _report(run: Run, cmd_id: str, args: argparse.Namespace) -> int:
         return 0
     print(f"refused: {ans.get('reason') or 'no reason given'}")
     return 1
-
-
-# -- ls -----------------------------------------------------------------------------------
-
-
-def _f(v: Any) -> str:
-    return f"{v:.4f}" if isinstance(v, (int, float)) and not isinstance(v, bool) else "-"
-
-
-def ls_rows(runs_dir: Path) -> list[dict]:
-    rows = []
-    for path in list_runs(runs_dir):
-        run = Run(path)
-        run.refresh()
-        st = run.state
-        hist = st.history()
-        last = hist[-1] if hist else {}
-        last_f = _f(last.get("val_f"))
-        if last and "val_f" in (last.get("nonfinite") or []):
-            last_f = "nan"
-        best = f"{_f(st.best_val_f)} (e{st.best_epoch})" if st.best_val_f is not None else "-"
-        rows.append({
-            "name": run.name,
-            "status": st.status,
-            "detail": st.status_detail(),
-            "epoch": f"{st.last_epoch}/{st.total_epochs if st.total_epochs else '?'}",
-            "best": best,
-            "last": last_f,
-            "adjustment": st.adjustments[-1].summary() if st.adjustments else "-",
-            "bad_lines": st.bad_lines,
-            "stderr": st.stderr_tail(1) if st.status == "crashed" and st.end is None else [],
-        })
-    return rows
-
-
-def cmd_ls(args: argparse.Namespace) -> int:
-    runs_dir = Path(args.runs_dir_pos or args.runs_dir or default_runs_dir())
-    if not runs_dir.is_dir():
-        print(f"no runs folder at {runs_dir} (pass a folder, or set SEGWATCH_RUNS)")
-        return 0
-    rows = ls_rows(runs_dir)
-    if not rows:
-        print(f"no runs in {runs_dir} yet")
-        return 0
-    from rich.console import Console
-    from rich.table import Table
-    from rich.text import Text
-
-    table = Table(box=None, pad_edge=False, header_style="bold")
-    for col, kw in [("run", {"no_wrap": True}), ("status", {}), ("epoch", {"justify": "right"}),
-                    ("best val F", {"justify": "right"}), ("last val F", {"justify": "right"}),
-                    ("last adjustment", {})]:
-        table.add_column(col, **kw)
-    show_bad = any(r["bad_lines"] for r in rows)
-    if show_bad:
-        table.add_column("bad lines", justify="right")
-    for r in rows:
-        cells = [Text(r["name"]), Text(r["detail"], style=STATUS_STYLE.get(r["status"], "")), Text(r["epoch"]),
-                 Text(r["best"]), Text(r["last"]), Text(r["adjustment"])]
-        if show_bad:
-            cells.append(Text(str(r["bad_lines"] or "")))
-        table.add_row(*cells)
-    console = Console()
-    if not console.is_terminal:
-        console = Console(width=max(console.width, 160))
-    console.print(table)
-    for r in rows:
-        if r["stderr"]:
-            console.print(Text(f"{r['name']} stderr: {r['stderr'][-1]}", style="red"), overflow="ellipsis", no_wrap=True)
-    return 0

@@ -122,9 +122,14 @@ def thresholds_of(rules: Any) -> dict | None:
         return None
 
 
-def open_views(runs: list[Run], rules: list[Any], args: argparse.Namespace, specs: list = (), plan: Any = None) -> int:
+def open_views(runs: list[Run], rules: list[Any], args: argparse.Namespace, specs: list = (), plan: Any = None,
+               notes: list[str] = ()) -> int:
+    """``notes``: what a person must read before anything else (a run renamed because its name
+    was taken): stderr (and the log in headless mode), and a toast in the cockpit."""
     headless = getattr(args, "headless", False) or not sys.stdout.isatty()
     if headless:
+        for n in notes:
+            print(f"segwatch: {n}", flush=True)
         from app.headless import follow
 
         return follow(runs, rules, interval=args.interval or 2.0, specs=specs, plan=plan,
@@ -133,7 +138,7 @@ def open_views(runs: list[Run], rules: list[Any], args: argparse.Namespace, spec
 
     app = SegwatchApp(runs, rules, specs=specs, interval=args.interval or 0.25, gpu=not args.no_gpu,
                       runs_dir=str(_runs_dir(args)), thresholds=[thresholds_of(r) for r in rules], plan=plan,
-                      notify_argv=getattr(args, "notify_cmd", None))
+                      notify_argv=getattr(args, "notify_cmd", None), notes=list(notes))
     app.run()
     app.delivery.close(timeout=10)  # a notification still being sent (a run's end) goes out before we exit
     return app.return_code or 0
@@ -153,14 +158,17 @@ def cmd_run(args: argparse.Namespace) -> int:
         return plan_start.run_plan(args, runs_dir, open_views)
     try:
         launcher = launchers.get(getattr(args, "launcher", None), args)
-        rules = []
+        rules, wanted = [], []
         for c in args.configs:  # validate everything before starting anything
             cfg = load_config(c, args.sets)
             rules.append(rules_for(cfg.health, c))
+            wanted.append(f"{args.name}-{cfg.name}" if args.name and len(args.configs) > 1 else args.name or cfg.name)
         specs = launch.plan_runs(args.configs, args.sets, runs_dir=runs_dir, name=args.name,
                                  device=args.device, share_gpu=args.same_gpu)
     except (ConfigError, RulesError, launchers.LauncherError) as e:
         return _err(str(e))
+    notes = [f"{runs_dir / w} exists; this run is {s.name} (choose another name with --name NAME)"
+             for w, s in zip(wanted, specs) if s.name != w]
     for s in specs:
         try:
             launcher.start(s)
@@ -170,8 +178,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     if launcher.name == "local":  # a batch scheduler places its jobs itself
         for note in specs[0].notes if specs else []:
             print(f"segwatch: {note}", file=sys.stderr)
+    for n in notes:
+        print(f"segwatch: {n}", file=sys.stderr)
     runs = [Run(s.run_dir) for s in specs]
-    return open_views(runs, rules, args, specs)
+    return open_views(runs, rules, args, specs, notes=notes)
 
 
 def _run_rules(run: Run) -> Any:

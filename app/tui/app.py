@@ -82,8 +82,9 @@ class SegwatchApp(CockpitActions, App[int]):
     def __init__(self, runs: Sequence[Any], rules: Sequence[Any], *, specs: Sequence[LaunchSpec] = (),
                  interval: float = 0.25, gpu: bool = True, runs_dir: str = "runs",
                  thresholds: Sequence[dict | None] | None = None, plan: Any = None,
-                 notify_argv: list[str] | None = None) -> None:
+                 notify_argv: list[str] | None = None, notes: Sequence[str] = ()) -> None:
         super().__init__()
+        self.notes = list(notes)  # shown as toasts on mount (a run renamed because its name was taken)
         # bell + OSC 9/777 through the driver; --notify-cmd in a thread (app.notify)
         self.delivery = Delivery(self._write_terminal, notify_argv, lambda t: self.post_message(NotifyFailed(t)))
         self.plan_bar = PlanBar(plan, id="planbar") if plan is not None else None  # app.plan.watch.PlanWatch
@@ -118,6 +119,8 @@ class SegwatchApp(CockpitActions, App[int]):
         self.run_worker(self._watch, thread=True, name="watcher", group="watcher", exclusive=True)
         self.set_interval(1.0, self._clock)
         self._show_selection()
+        for n in self.notes:
+            self.notify(n, title="run name taken", severity="warning", timeout=30)
 
     def _watch(self) -> None:
         worker = get_current_worker()
