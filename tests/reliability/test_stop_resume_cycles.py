@@ -21,6 +21,12 @@ from pathlib import Path
 import pytest
 from faults import answers, events, popen_trainer, trainer_argv, wait_for
 
+from app.health import evaluate
+from app.health.rules import load_rules
+from app.runlib import Run
+
+RULES = load_rules()
+
 CYCLES = int(os.environ.get("SEGWATCH_STOP_CYCLES", "20"))
 SEED = int(os.environ.get("SEGWATCH_STOP_SEED", "20261201"))
 SETS = ["data.synthetic_train=16", "data.synthetic_val=8", "debug.step_delay=0.15",
@@ -72,6 +78,7 @@ def test_stop_at_random_moments_then_resume_twenty_times(tmp_path):
         finally:
             proc.kill()
         assert events(run, "end")[-1]["reason"] in ("stopped", "completed"), (SEED, log)
+        assert_no_false_red(run, f"seed {SEED}, {log[-1]}")
 
     final = popen_trainer(["--resume", str(run), "--device", "cpu"])
     try:
@@ -97,6 +104,21 @@ def test_stop_at_random_moments_then_resume_twenty_times(tmp_path):
         got = answers(run, cid)
         assert [a["type"] for a in got] == ["ack"], (why, cid, got)
     assert evs[-1]["type"] == "end" and evs[-1]["reason"] == "completed", why
+    assert_no_false_red(run, why)
+
+
+def assert_no_false_red(run: Path, why: str) -> None:
+    """What the cockpit would say of the record: no NaN/Inf signal (the false red of a resumed
+    epoch without train numbers), and the run's state the record's own, not crashed. (Whether a
+    tiny synthetic model meets the F targets is not this test's business.)"""
+    shown = Run(run)
+    shown.refresh()
+    st = shown.state
+    verdict = evaluate(list(st.history()), RULES, live=dict(st.live or {}), run_state=st.status,
+                       total_epochs=st.total_epochs, warnings=list(st.warnings or ()))
+    nonfinite = [s for s in verdict.signals if s.id == "no_nonfinite"]
+    assert nonfinite and nonfinite[0].state != "failed", (why, nonfinite)
+    assert st.status in ("stopped", "finished", "completed"), (why, st.status_detail())
 
 
 def send_ok(run: Path, cmd: str, **fields) -> str:
