@@ -29,6 +29,7 @@ from .watcher import Watcher
 from .widgets.compare import CompareBar
 from .widgets.plan_bar import PlanBar
 from .widgets.run_pane import RunPane
+from .widgets.run_table import RunTable, table_mode
 
 # Run keys act on the selected run; they are app bindings so the footer, the help screen and
 # the command palette list them, and a modal dialog (which cuts the binding chain) disables them.
@@ -57,6 +58,15 @@ RUN_ACTIONS = {b.action.split("(")[0] for b in BINDINGS}
 
 class RunsChanged(Message):
     """The watcher has newer snapshots; take them with ``Watcher.take``."""
+
+
+class Body(Container):
+    """Holds the run table and the panes; a new terminal size may switch between the two modes."""
+
+    def on_resize(self) -> None:
+        apply = getattr(self.app, "_apply_mode", None)
+        if apply is not None:
+            apply()
 
 
 class NotifyFailed(Message):
@@ -99,6 +109,9 @@ class SegwatchApp(CockpitActions, App[int]):
         self.topbar = Static(id="topbar")
         self._topbar_text = ""
         self.compare = CompareBar(id="compare")
+        self.run_table = RunTable(id="runtable")
+        self.body = Body(id="body")
+        self.table_mode = False  # more runs than fit: a row per run, the selected run's pane beside
 
     # --- layout -----------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -107,10 +120,12 @@ class SegwatchApp(CockpitActions, App[int]):
         if self.plan_bar is not None:
             yield self.plan_bar
         layout = "-n1" if n == 1 else "-n2" if n == 2 else "-grid"
-        with Container(id="panes", classes=layout):
-            for i, run in enumerate(self.watcher.runs):
-                self.panes[i] = RunPane(i, getattr(run, "name", str(i)), thresholds=self.thresholds[i])
-                yield self.panes[i]
+        with self.body:
+            yield self.run_table
+            with Container(id="panes", classes=layout):
+                for i, run in enumerate(self.watcher.runs):
+                    self.panes[i] = RunPane(i, getattr(run, "name", str(i)), thresholds=self.thresholds[i])
+                    yield self.panes[i]
         if n >= 2:
             yield self.compare
         yield Footer()
@@ -118,9 +133,29 @@ class SegwatchApp(CockpitActions, App[int]):
     def on_mount(self) -> None:
         self.run_worker(self._watch, thread=True, name="watcher", group="watcher", exclusive=True)
         self.set_interval(1.0, self._clock)
+        self._apply_mode()
         self._show_selection()
         for n in self.notes:
             self.notify(n, title="run name taken", severity="warning", timeout=30)
+
+    def _apply_mode(self) -> None:
+        """Full panes when they fit; else the run table with the selected run's pane (beside it
+        from 150 columns, below it on narrower terminals)."""
+        n = len(self.watcher.runs)
+        mode = table_mode(n, self.size.width, self.size.height)
+        self.table_mode = mode
+        self.body.set_class(mode, "-table")
+        self.body.set_class(mode and self.size.width >= 150, "-wide")
+        self.run_table.beside = mode and self.size.width >= 150
+        self.run_table._last = None
+        if n >= 2:
+            self.compare.display = not mode
+        self._update_table()
+
+    def _update_table(self) -> None:
+        if self.table_mode:
+            self.run_table.show(self.views, [getattr(r, "name", str(i)) for i, r in enumerate(self.watcher.runs)],
+                                self.selected)
 
     def _watch(self) -> None:
         worker = get_current_worker()
@@ -140,6 +175,7 @@ class SegwatchApp(CockpitActions, App[int]):
                 return
         self._update_compare()
         self._update_topbar()
+        self._update_table()
         for ev in self.watcher.take_alerts():
             self.alert(ev)
 
@@ -184,6 +220,7 @@ class SegwatchApp(CockpitActions, App[int]):
     def _clock(self) -> None:
         for pane in self.panes.values():
             pane.tick()
+        self._update_table()  # its ETAs move on
 
     def watch_selected(self, _old: int, _new: int) -> None:
         if self.is_mounted:
@@ -192,10 +229,11 @@ class SegwatchApp(CockpitActions, App[int]):
     def _show_selection(self) -> None:
         for pane in self.panes.values():
             pane.set_class(pane.index == self.selected, "-selected")
-        if len(self.watcher.runs) > 2 and self.selected in self.panes:
+        if len(self.watcher.runs) > 2 and self.selected in self.panes and not self.table_mode:
             self.panes[self.selected].scroll_visible()
         self._update_compare()
         self._update_topbar()
+        self._update_table()
 
     # --- key availability ------------------------------------------------------------------
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
