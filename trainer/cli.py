@@ -242,8 +242,10 @@ def _run(args: argparse.Namespace, cfg, argv: list[str]) -> int:
     finally:
         if dist.is_main:
             try:
-                ev.emit("end", reason=reason, epoch=trainer.epoch, best_val_f=trainer.best_val_f,
-                        best_epoch=trainer.best_epoch, **({"error": error} if error else {}))
+                validated = trainer.best_epoch >= 1  # before any validation there is no best (null)
+                ev.emit("end", reason=reason, epoch=trainer.epoch,
+                        best_val_f=trainer.best_val_f if validated else None,
+                        best_epoch=trainer.best_epoch if validated else None, **({"error": error} if error else {}))
             except OSError as e:  # e.g. the disk is full: say so, still exit with the run's code
                 print(f"segwatch trainer: could not record the end of the run: {e}", file=sys.stderr)
             ev.close()

@@ -318,9 +318,9 @@ class RunState(StatusMixin):
     def _on_end(self, ev: dict) -> None:
         self.end = ev
         self.paused = False
-        if isinstance(ev.get("best_val_f"), (int, float)):
-            self.best_val_f = float(ev["best_val_f"])
-            self.best_epoch = _int(ev.get("best_epoch"))
+        best, best_epoch = ev.get("best_val_f"), _int(ev.get("best_epoch"))
+        if isinstance(best, (int, float)) and best_epoch is not None and best_epoch >= 1:  # epoch 0: none
+            self.best_val_f, self.best_epoch = float(best), best_epoch
 
     def apply_command(self, cmd: dict, line_no: int) -> None:
         """Apply one control.jsonl object found at 1-based line ``line_no``."""

@@ -206,3 +206,12 @@ def test_warnings_bounded_and_nonsense_events_counted():
     assert st.bad_events == 3 and st.epochs == {}  # the step's wrong-typed fields count too
     st.apply({"type": "epoch", "epoch": 1, "val_f": None, "nonfinite": ["val_f"]})
     assert st.history()[0]["epoch"] == 1
+
+
+def test_an_old_end_event_without_a_validation_has_no_best(tmp_path):
+    """Records written before the trainer wrote null there say best_val_f -1.0 at best_epoch 0."""
+    rec = Record(tmp_path / "r")
+    rec.start()
+    rec.end("stopped", epoch=0, best_val_f=-1.0, best_epoch=0)
+    st = replay(rec.dir)
+    assert st.status == "stopped" and st.best_val_f is None and st.best_epoch is None

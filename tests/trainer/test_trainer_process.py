@@ -196,6 +196,24 @@ def test_stop_command_checkpoints_and_ends_stopped_then_resumes_mid_epoch(tmp_pa
     assert events_of(run, "start")[-1]["resumed"] and stopped_step < steps[-1]
 
 
+def test_a_stop_before_the_first_validation_records_no_best(tmp_path):
+    """The end event of a run stopped before any validation has no best val F (null, not -1.0,
+    which `segwatch ls` showed as the run's best)."""
+    run = tmp_path / "r"
+    run.mkdir()
+    send(run, "stop")  # answered at the first step
+    p = run_trainer(trainer_cmd("baseline.yaml", run, "training.epochs=2"))
+    assert p.returncode == 0, p.stderr
+    assert not events_of(run, "epoch")
+    end = events_of(run, "end")[-1]
+    assert end["reason"] == "stopped" and end["best_val_f"] is None and end["best_epoch"] is None
+    from app.runlib import Run
+
+    r = Run(run)
+    r.refresh()
+    assert r.state.best_val_f is None and r.state.best_epoch is None
+
+
 def test_injected_nan_is_skipped_and_never_checkpointed(tmp_path):
     import torch
 
