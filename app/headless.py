@@ -25,7 +25,8 @@ def _f(v: Any, nd: int = 3) -> str:
     return f"{v:.{nd}f}" if isinstance(v, (int, float)) and not isinstance(v, bool) else "-"
 
 
-def epoch_line(name: str, ev: dict, verdict: Any, total: int | None, width: int = 0) -> str:
+def epoch_line(name: str, ev: dict, verdict: Any, total: int | None, width: int = 0, focal: bool = True) -> str:
+    """``focal``: the run uses the focal loss (gamma means nothing otherwise, and is left out)."""
     e = ev.get("epoch")
     bad = [s for s in verdict.signals if s.state in ("warning", "failed")]
     eta = f"  ETA {fmt_duration(ev['eta_s'])}" if isinstance(ev.get("eta_s"), (int, float)) else ""
@@ -34,8 +35,9 @@ def epoch_line(name: str, ev: dict, verdict: Any, total: int | None, width: int 
         f"epoch {e}/{total or ev.get('epochs') or '?'} {verdict.status.upper():<6} {verdict.phase:<6} "
         f"val F {_f(ev.get('val_f'))} (best {_f(ev.get('best_val_f'))}@{ev.get('best_epoch', '-')}) "
         f"train F {_f(ev.get('train_f'))}  loss {_f(ev.get('train_loss'))}/{_f(ev.get('val_loss'))}  "
-        f"lr {format_value(ev['lr']) if isinstance(ev.get('lr'), float) else '-'} "
-        f"gamma {format_value(ev['gamma']) if ev.get('gamma') is not None else '-'}{eta}"
+        f"lr {format_value(ev['lr']) if isinstance(ev.get('lr'), float) else '-'}" + (" " if focal else "")
+        + (f"gamma {format_value(ev['gamma']) if ev.get('gamma') is not None else '-'}" if focal else "")
+        + eta
     )
     if bad:
         line += "  | " + "; ".join(f"{'FAILED ' if s.state == 'failed' else ''}{s.label}: {s.detail}" for s in bad)
@@ -102,7 +104,7 @@ class Follower:
             upto = [w for w in st.warnings if (w.get("epoch") or 0) <= e]
             v = evaluate(history[:k + 1], self.rules[i], live=st.live, total_epochs=st.total_epochs, warnings=upto,
                          run_state="running")
-            self.say(epoch_line(name, ev, v, st.total_epochs, self.width))
+            self.say(epoch_line(name, ev, v, st.total_epochs, self.width, focal=st.live.get("use_focal") is not False))
             self.colour[i] = v.status
             self.advice[i] = (v.summary, v.actions[0].text if v.actions else "")
         for w in st.warnings[self.warned[i]:] if self.warned[i] <= len(st.warnings) else []:

@@ -20,7 +20,7 @@ from trainer.live import validate
 from .screens.confirm import ConfirmDialog
 from .screens.help import HelpScreen
 from .screens.quit_dialog import QuitDialog
-from .widgets.base import changes_text
+from .widgets.base import changes_text, undo_words
 from .widgets.health_panel import _g, action_values
 
 if TYPE_CHECKING:
@@ -152,7 +152,8 @@ class CockpitActions:
             self.notify(f"{v.name}: no applied adjustment to undo.", severity="warning")
             return
         values = {k: pair[0] for k, pair in target.changes.items() if isinstance(pair, (list, tuple))}
-        self.send_set(values, f"undo {target.id}")
+        # "undo <id> (<what it undoes>)": the id keeps undo_target's bookkeeping, the words are for people
+        self.send_set(values, f"undo {target.id} ({undo_words(target)})")
 
     def action_pause_resume(self) -> None:
         v = self._live_view("pause")

@@ -7,7 +7,7 @@ from functools import partial
 import yaml
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
-from trainer.live import LIVE_KEYS, format_value
+from trainer.live import LIVE_KEYS, format_value, validate
 
 
 def parse_value(raw: str):
@@ -51,9 +51,22 @@ class SegwatchCommands(Provider):
             if len(parts) == 3 and parts[1] in LIVE_KEYS:
                 key, value = parts[1], parse_value(parts[2])
                 old = live.get(key)
+                # validated as you type, by the same table the trainer and `segwatch set` use
+                epoch = min(view.epoch + 1, view.total_epochs or view.epoch + 1) if view else 1
+                _clean, problem = validate({key: value}, live, epoch) if view else ({}, None)
+                if problem:
+                    text = f"✗ set {key} {parts[2]}: {problem}"
+                    yield Hit(1.0, text, partial(app.notify, f"not sent: {problem}", severity="error"), text=text,
+                              help=f"allowed: {LIVE_KEYS[key].allowed} — nothing is sent")
+                    return
                 text = f"set {key} {format_value(old) if old is not None else '?'} → {parts[2]} on {name}"
                 yield Hit(1.0, text, partial(app.palette_set, key, value), text=text,
                           help=f"allowed: {LIVE_KEYS[key].allowed}; takes effect at the next {LIVE_KEYS[key].when}")
+                return
+            if len(parts) >= 2 and not any(k.startswith(parts[1]) for k in LIVE_KEYS):
+                _c, problem = validate({parts[1]: None}, live, 1)
+                text = f"✗ {problem}"
+                yield Hit(1.0, text, partial(app.notify, problem, severity="error"), text=text, help="nothing is sent")
                 return
             stem = parts[1] if len(parts) > 1 else ""
             for key, lk in LIVE_KEYS.items():

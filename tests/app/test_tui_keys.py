@@ -143,7 +143,7 @@ async def test_undo_sends_the_previous_values(fake):
         await pilot.press("z")
         await wait_for(pilot, lambda: len(sets(ft.run_dir)) == 2, 5, "the undo command")
         undo = sets(ft.run_dir)[1]
-        assert undo["values"] == {"gamma": 2.5} and undo["reason"] == f"undo {first['id']}"
+        assert undo["values"] == {"gamma": 2.5} and undo["reason"] == f"undo {first['id']} ({first['reason']})"
         await wait_for(pilot, lambda: app.views[0].live.get("gamma") == 2.5, 5, "gamma back to 2.5")
         await pilot.press("z")  # nothing left to undo: the undo itself is not undone
         await pilot.pause(0.3)

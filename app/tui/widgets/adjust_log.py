@@ -8,7 +8,7 @@ from rich.text import Text
 
 from app.snapshot import RunView
 
-from .base import ViewWidget, changes_text
+from .base import ViewWidget, changes_text, reason_text
 
 SHOW = 6
 
@@ -44,7 +44,7 @@ class AdjustLog(ViewWidget):
             else:
                 t.append(f"  refused: {a.answer_reason}", style="red")
             if a.reason:
-                t.append(f"  {a.reason}", style="dim italic")
+                t.append(f"  {reason_text(a, v.adjustments)}", style="dim italic")
             if a.source and a.source != "tui":
                 t.append(f" [{a.source}]", style="dim")
         return t

@@ -49,6 +49,30 @@ def changes_parts(changes: dict, values: dict | None = None, live: dict | None =
     return parts
 
 
+def undo_words(a: Any) -> str:
+    """What an adjustment was, for an undo's reason: its own reason ('preset: unstable') or its change."""
+    return a.reason or changes_text(a.changes, a.values) or a.cmd
+
+
+def reason_text(a: Any, adjustments: Any = ()) -> str:
+    """An adjustment's reason as people read it: 'undo <id> (preset: unstable)' -> 'undo preset: unstable'
+    (an older undo, 'undo <id>' alone, is looked up among ``adjustments``)."""
+    r = a.reason or ""
+    parts = r.split(" ", 2)
+    if len(parts) >= 2 and parts[0] == "undo":
+        if len(parts) == 3 and parts[2].startswith("(") and parts[2].endswith(")"):
+            return f"undo {parts[2][1:-1]}"
+        target = next((b for b in adjustments if b.id and (b.id == parts[1] or b.id[:8] == parts[1])), None)
+        if target is not None and len(parts) == 2:
+            return f"undo {undo_words(target)}"
+    return r
+
+
+def phase_words(phase: str, epoch: int = 0) -> str:
+    """The health phase in words: 'none' (no epoch yet) is 'before epoch 1'."""
+    return "before epoch 1" if phase in ("none", "?", "") and not epoch else phase
+
+
 def changes_text(changes: dict, values: dict | None = None, live: dict | None = None) -> str:
     return ", ".join(changes_parts(changes, values, live))
 

@@ -10,7 +10,7 @@ from app.notify import end_summary
 from app.snapshot import RunView, fmt_duration
 from trainer.datainfo import data_line
 
-from .base import COLOUR, ViewWidget, f3, fv
+from .base import COLOUR, ViewWidget, f3, fv, phase_words
 
 BAR = 24
 
@@ -42,7 +42,7 @@ class PaneHeader(ViewWidget):
         t.append(v.name, style="bold")
         t.append("  ")
         t.append(f" {v.colour.upper()} ", style=f"bold black on {c}")
-        t.append(f"  {v.phase}", style="bold")
+        t.append(f"  {phase_words(v.phase, v.epoch)}", style="bold")
         t.append(f"  {v.status_detail if v.status in ('paused', 'crashed', 'stalled') else v.status}",
                  style="bold red" if v.status == "stalled" else "red" if v.status == "crashed"
                  else "yellow" if v.status == "paused" else "")

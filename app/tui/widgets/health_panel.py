@@ -9,7 +9,7 @@ from rich.text import Text
 
 from app.snapshot import RunView
 
-from .base import MARK, ViewWidget, changes_parts
+from .base import MARK, ViewWidget, changes_parts, phase_words
 
 
 def _g(obj: Any, key: str, default: Any = None) -> Any:
@@ -50,7 +50,7 @@ class HealthPanel(ViewWidget):
     def draw(self, v: RunView) -> Text:
         t = Text()  # one line per signal: app.tcss cuts long ones at the pane edge (text-wrap: nowrap)
         t.append("health", style="bold underline")
-        t.append(f"  phase {v.phase}", style="dim")
+        t.append(f"  phase {phase_words(v.phase, v.epoch)}", style="dim")
         if not v.signals:
             t.append("\n  no signals yet (waiting for epochs)", style="dim")
         shown = v.signals

@@ -8,6 +8,7 @@ from textual.containers import Horizontal, VerticalScroll
 from app.snapshot import RunView
 
 from .adjust_log import AdjustLog
+from .base import phase_words
 from .class_table import ClassTable
 from .header import Numbers, PaneHeader
 from .health_panel import HealthPanel
@@ -48,7 +49,7 @@ class RunPane(VerticalScroll, can_focus=False):
             self.set_class(view.colour == c, f"-{c}")
         # Assigning a border title refreshes the whole pane (every child repainted) even when the
         # text is the same: only assign on a change (bench/tui_load.py: 12% -> see RESULTS.md).
-        title, subtitle = f"{view.index + 1} {view.name}", f"{view.status} · {view.phase}"
+        title, subtitle = f"{view.index + 1} {view.name}", f"{view.status} · {phase_words(view.phase, view.epoch)}"
         if title != self.border_title:
             self.border_title = title
         if subtitle != self.border_subtitle:

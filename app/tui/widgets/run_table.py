@@ -14,7 +14,7 @@ from textual.widgets import Static
 
 from app.snapshot import RunView, fmt_duration
 
-from .base import COLOUR, f3
+from .base import COLOUR, f3, phase_words
 from .health_panel import _g
 
 PANE_MIN_W, PANE_MIN_H = 70, 24  # below this a pane cannot show its health and suggestion
@@ -78,7 +78,7 @@ class RunTable(Static):
             c = COLOUR.get(v.colour, "white")
             eta = f" {fmt_duration(v.eta_at - time.time())}" if v.eta_at and not v.over else ""
             best = f"{f3(v.best_val_f)}@{v.best_epoch}" if isinstance(v.best_val_f, (int, float)) and v.best_epoch else "–"
-            phase = v.phase + ("" if v.status == "running" else " STALLED" if v.status == "stalled" else f" {v.status}")
+            phase = phase_words(v.phase, v.epoch) + ("" if v.status == "running" else " STALLED" if v.status == "stalled" else f" {v.status}")
             rows.append((i, (c, f"{i + 1} {v.name}"), phase, f"{v.epoch}/{v.total_epochs or '?'}{eta}",
                          f3((v.last or {}).get("val_f")), best, failing(v), "yellow" if v.colour != "green" else "dim"))
         wn = min(max([len(r[1][1]) for r in rows] + [3]), 28)
