@@ -123,7 +123,7 @@ def thresholds_of(rules: Any) -> dict | None:
 
 
 def open_views(runs: list[Run], rules: list[Any], args: argparse.Namespace, specs: list = (), plan: Any = None,
-               notes: list[str] = ()) -> int:
+               notes: list[str] = (), pane_notes: list[str | None] = ()) -> int:
     """``notes``: what a person must read before anything else (a run renamed because its name
     was taken): stderr (and the log in headless mode), and a toast in the cockpit."""
     headless = getattr(args, "headless", False) or not sys.stdout.isatty()
@@ -138,7 +138,7 @@ def open_views(runs: list[Run], rules: list[Any], args: argparse.Namespace, spec
 
     app = SegwatchApp(runs, rules, specs=specs, interval=args.interval or 0.25, gpu=not args.no_gpu,
                       runs_dir=str(_runs_dir(args)), thresholds=[thresholds_of(r) for r in rules], plan=plan,
-                      notify_argv=getattr(args, "notify_cmd", None), notes=list(notes))
+                      notify_argv=getattr(args, "notify_cmd", None), notes=list(notes), pane_notes=list(pane_notes))
     app.run()
     app.delivery.close(timeout=10)  # a notification still being sent (a run's end) goes out before we exit
     return app.return_code or 0
@@ -158,10 +158,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         return plan_start.run_plan(args, runs_dir, open_views)
     try:
         launcher = launchers.get(getattr(args, "launcher", None), args)
-        rules, wanted = [], []
+        rules, wanted, shrunk = [], [], []
         for c in args.configs:  # validate everything before starting anything
             cfg = load_config(c, args.sets)
             rules.append(rules_for(cfg.health, c))
+            shrunk.append(_warmup_note(c, cfg, args.sets))
             wanted.append(f"{args.name}-{cfg.name}" if args.name and len(args.configs) > 1 else args.name or cfg.name)
         specs = launch.plan_runs(args.configs, args.sets, runs_dir=runs_dir, name=args.name,
                                  device=args.device, share_gpu=args.same_gpu)
@@ -169,6 +170,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         return _err(str(e))
     notes = [f"{runs_dir / w} exists; this run is {s.name} (choose another name with --name NAME)"
              for w, s in zip(wanted, specs) if s.name != w]
+    pane_notes = [f"{s.name}: {n}" if n else None for s, n in zip(specs, shrunk)]
+    notes += [n for n in pane_notes if n]
     for s in specs:
         try:
             launcher.start(s)
@@ -181,7 +184,26 @@ def cmd_run(args: argparse.Namespace) -> int:
     for n in notes:
         print(f"segwatch: {n}", file=sys.stderr)
     runs = [Run(s.run_dir) for s in specs]
-    return open_views(runs, rules, args, specs, notes=notes)
+    return open_views(runs, rules, args, specs, notes=notes, pane_notes=pane_notes)
+
+
+def _warmup_note(config: str, cfg: Any, sets: list[str]) -> str | None:
+    """Say when ``--set training.epochs=N`` shrank the warmup (trainer.config keeps the warmup's
+    share of a shortened run): the LR curve is not the file's."""
+    if any(s.split("=", 1)[0].strip() == "training.warmup_epochs" for s in sets):
+        return None
+    try:
+        from trainer.config import TrainingConfig, read_yaml
+
+        train = read_yaml(config).get("training") or {}
+        warm = train.get("warmup_epochs", TrainingConfig.warmup_epochs) if isinstance(train, dict) else None
+    except (ConfigError, OSError):
+        return None
+    new = cfg.training.warmup_epochs
+    if isinstance(warm, int) and warm != new:
+        return (f"--set training.epochs={cfg.training.epochs} shrank the warmup: training.warmup_epochs {warm} -> {new} "
+                "(--set training.warmup_epochs=N to choose)")
+    return None
 
 
 def _run_rules(run: Run) -> Any:

@@ -92,9 +92,11 @@ class SegwatchApp(CockpitActions, App[int]):
     def __init__(self, runs: Sequence[Any], rules: Sequence[Any], *, specs: Sequence[LaunchSpec] = (),
                  interval: float = 0.25, gpu: bool = True, runs_dir: str = "runs",
                  thresholds: Sequence[dict | None] | None = None, plan: Any = None,
-                 notify_argv: list[str] | None = None, notes: Sequence[str] = ()) -> None:
+                 notify_argv: list[str] | None = None, notes: Sequence[str] = (),
+                 pane_notes: Sequence[str | None] = ()) -> None:
         super().__init__()
         self.notes = list(notes)  # shown as toasts on mount (a run renamed because its name was taken)
+        self.pane_notes = list(pane_notes) + [None] * (len(runs) - len(pane_notes))  # in each pane's header
         # bell + OSC 9/777 through the driver; --notify-cmd in a thread (app.notify)
         self.delivery = Delivery(self._write_terminal, notify_argv, lambda t: self.post_message(NotifyFailed(t)))
         self.plan_bar = PlanBar(plan, id="planbar") if plan is not None else None  # app.plan.watch.PlanWatch
@@ -124,7 +126,8 @@ class SegwatchApp(CockpitActions, App[int]):
             yield self.run_table
             with Container(id="panes", classes=layout):
                 for i, run in enumerate(self.watcher.runs):
-                    self.panes[i] = RunPane(i, getattr(run, "name", str(i)), thresholds=self.thresholds[i])
+                    self.panes[i] = RunPane(i, getattr(run, "name", str(i)), thresholds=self.thresholds[i],
+                                            note=self.pane_notes[i])
                     yield self.panes[i]
         if n >= 2:
             yield self.compare
@@ -136,7 +139,7 @@ class SegwatchApp(CockpitActions, App[int]):
         self._apply_mode()
         self._show_selection()
         for n in self.notes:
-            self.notify(n, title="run name taken", severity="warning", timeout=30)
+            self.notify(n, title="segwatch run", severity="warning", timeout=30)
 
     def _apply_mode(self) -> None:
         """Full panes when they fit; else the run table with the selected run's pane (beside it

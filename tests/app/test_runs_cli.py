@@ -85,7 +85,7 @@ def test_rm_refuses_a_live_run_and_asks_first(runs):
 
 
 @pytest.mark.slow
-def test_a_taken_run_name_is_said(tmp_path):
+def test_a_taken_run_name_and_a_shrunk_warmup_are_said(tmp_path):
     root = tmp_path / "runs"
     FakeTrainer(root / "lmsa_aggressive", epochs=2, history=2, hold=False).run()
     tiny = ["data.synthetic_train=8", "data.synthetic_val=4", "data.image_size=32", "training.epochs=1",
@@ -95,7 +95,12 @@ def test_a_taken_run_name_is_said(tmp_path):
     assert p.returncode == 0, p.stderr
     note = f"{root / 'lmsa_aggressive'} exists; this run is lmsa_aggressive-2 (choose another name with --name NAME)"
     assert note in p.stderr and note in p.stdout  # before the TUI / the log, and in the log itself
+    assert "shrank the warmup" not in p.stderr  # training.warmup_epochs was set explicitly
     assert (root / "lmsa_aggressive-2" / "events.jsonl").is_file()
+    # --name; and without training.warmup_epochs, --set training.epochs=1 shrinks the warmup: said
+    tiny = [x for x in tiny if not x.startswith("training.warmup_epochs")]
     p = segwatch("run", "configs/lmsa_aggressive.yaml", *[x for s in tiny for x in ("--set", s)], "--runs-dir",
                  str(root), "--device", "cpu", "--no-gpu", "--headless", "--name", "mine", timeout=300)
     assert p.returncode == 0 and (root / "mine").is_dir() and "exists" not in p.stderr
+    shrank = "mine: --set training.epochs=1 shrank the warmup: training.warmup_epochs 10 -> 0"
+    assert shrank in p.stderr and shrank in p.stdout

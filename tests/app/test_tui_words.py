@@ -99,3 +99,17 @@ def test_headless_shows_gamma_only_for_focal_runs(tmp_path):
     assert len(lines) == 4
     assert all("gamma 2.5" in ln for ln in lines if ln.split()[1] == "focal")
     assert all("gamma" not in ln for ln in lines if ln.split()[1] == "dice")
+
+
+async def test_the_header_says_the_warmup_was_shrunk(tmp_path):
+    from app.tui.app import SegwatchApp
+
+    ft = FakeTrainer(tmp_path / "a", epochs=40, history=2, step_delay=0.2).start()
+    note = "a: --set training.epochs=40 shrank the warmup: training.warmup_epochs 10 -> 1 (--set training.warmup_epochs=N to choose)"
+    app = SegwatchApp([Run(ft.run_dir)], [load_rules()], interval=0.1, gpu=False, pane_notes=[note])
+    try:
+        async with app.run_test(size=(160, 60)) as pilot:
+            await wait_for(pilot, lambda: "shrank the warmup" in pane_text(app), 10, "the note in the header")
+            assert "ⓘ --set training.epochs=40 shrank the warmup: training.warmup_epochs 10 -> 1" in pane_text(app)
+    finally:
+        ft.stop_thread()

@@ -25,6 +25,8 @@ def progress_bar(frac: float, width: int = BAR) -> str:
 class PaneHeader(ViewWidget):
     """Name, status colour and phase; epoch/total with a bar and ETA; samples/s; GPU; crash."""
 
+    note: str | None = None  # from `segwatch run`: the warmup shrunk by --set training.epochs
+
     def key(self, view: RunView):
         g = tuple((d.get("util"), d.get("proc_mem"), d.get("mem_used")) for d in view.gpu or ())
         eta = int((view.eta_at - time.time()) // 10) if view.eta_at else None  # ETA ticks every 10 s
@@ -68,6 +70,8 @@ class PaneHeader(ViewWidget):
             t.append("  waiting for the first logged step (every training.log_every steps)…", style="dim")
         elif v.status == "starting":
             t.append("  starting the trainer…", style="dim")
+        if self.note and not v.over:
+            t.append(f"\nⓘ {self.note.split(': ', 1)[-1]}", style="cyan")
         if v.over and v.status != "skipped":  # how it ended and what to run next
             first, *rest = end_summary(v)
             t.append(f"\n■ {first}", style="bold " + ("red" if v.status == "crashed" else "green"))

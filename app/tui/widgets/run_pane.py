@@ -19,7 +19,7 @@ PLOT_MAX, PLOT_MIN = 14, 7  # rows of the plots; below PLOT_MIN they collapse (h
 
 
 class RunPane(VerticalScroll, can_focus=False):
-    def __init__(self, index: int, name: str, *, thresholds: dict | None = None) -> None:
+    def __init__(self, index: int, name: str, *, thresholds: dict | None = None, note: str | None = None) -> None:
         super().__init__(id=f"pane-{index}", classes="run-pane")
         self.index = index
         self.view: RunView | None = None
@@ -28,10 +28,12 @@ class RunPane(VerticalScroll, can_focus=False):
         self.parts: list = []
         self.header: PaneHeader | None = None
         self._rows = PLOT_MAX
+        self._note = note  # a line for the header from `segwatch run` (a warmup shrunk by --set training.epochs)
 
     def compose(self) -> ComposeResult:
         # kept by reference (no queries): the clock may tick while the app shuts down
         self.header = PaneHeader(classes="pane-header")
+        self.header.note = self._note
         self.parts = [self.header, Numbers(classes="numbers"), LossPlot(classes="loss-plot"),
                       FPlot(classes="f-plot"), HealthPanel(classes="health"), ClassTable(classes="classes"),
                       AdjustLog(classes="adjustments")]
