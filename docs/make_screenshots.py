@@ -35,14 +35,15 @@ async def _wait(pilot, pred, timeout=20.0):
         await pilot.pause(0.05)
 
 
-async def shoot(specs: list[tuple[str, str, int]], filename: str, keys: list[tuple[int, str]]) -> Path:
+async def shoot(specs: list[tuple[str, str, int]], filename: str, keys: list[tuple[int, str]],
+                size: tuple[int, int] = SIZE) -> Path:
     with tempfile.TemporaryDirectory() as tmp:
         fakes = [FakeTrainer(Path(tmp) / name, epochs=250, history=hist, steps_per_epoch=20, step_delay=3.0,
                              scenario=scenario).start() for name, scenario, hist in specs]
         try:
             runs = [Run(f.run_dir) for f in fakes]
             app = SegwatchApp(runs, [load_rules() for _ in runs], interval=0.1, gpu=False)
-            async with app.run_test(size=SIZE) as pilot:
+            async with app.run_test(size=size) as pilot:
                 await _wait(pilot, lambda: len(app.views) == len(fakes)
                             and all(app.views[i].epoch == h for i, (_, _, h) in enumerate(specs)))
                 for index, key in keys:
@@ -63,7 +64,10 @@ def main() -> int:
     one = asyncio.run(shoot([("lmsa_focal", "healthy", 42)], "one_run.svg", [(0, "g")]))
     two = asyncio.run(shoot([("lmsa_focal", "healthy", 42), ("lmsa_aggressive", "overfit+worse", 40)], "two_runs.svg",
                             [(1, "l")]))
-    print(f"wrote {one.relative_to(ROOT)} and {two.relative_to(ROOT)}")
+    six = asyncio.run(shoot([(f"gamma_{g}", "overfit" if k % 3 == 1 else "healthy", 30 + k) for k, g in
+                             enumerate(("0.5", "1", "1.5", "2", "2.5", "3"))], "six_runs.svg", [], size=(200, 55)))
+    small = asyncio.run(shoot([("lmsa_aggressive", "overfit", 40)], "one_run_80x24.svg", [], size=(80, 24)))
+    print(f"wrote {one.relative_to(ROOT)}, {two.relative_to(ROOT)}, {six.relative_to(ROOT)}, {small.relative_to(ROOT)}")
     return 0
 
 
