@@ -170,3 +170,20 @@ async def test_cockpit_notifies_a_red_once_with_a_toast(tmp_path):
         assert [e["kind"] for e in read_events(notified)] == kinds
     finally:
         ft.stop_thread()
+
+
+def test_a_failing_notify_cmd_is_reported_and_the_log_goes_on(tmp_path):
+    from fake_trainer import FakeTrainer
+
+    ft = FakeTrainer(tmp_path / "a", epochs=2, history=2, hold=False)
+    ft.run()
+    lines = (ft.run_dir / "events.jsonl").read_text().splitlines()
+    (ft.run_dir / "events.jsonl").write_text("\n".join(x for x in lines if '"end"' not in x) + "\n")
+    out = io.StringIO()
+    argv = [sys.executable, "-c", "import sys; sys.stdin.read(); sys.stderr.write('push service down\\n'); sys.exit(3)"]
+    f = Follower([Run(ft.run_dir)], [load_rules()], out, argv)
+    f.poll()
+    (ft.run_dir / "exit.json").write_text('{"returncode": 1, "t": 9999999999}')
+    f.poll()
+    assert f.delivery.close(30)
+    assert "notify: --notify-cmd exited 3 for a crashed event: push service down" in out.getvalue()
