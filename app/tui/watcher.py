@@ -84,6 +84,12 @@ class Watcher:
             out, self._alerts = self._alerts, []
         return out
 
+    def _baseline(self, i: int, complete: bool) -> None:
+        """Nothing new to draw, but the record is now read to its end: the last view (current,
+        since nothing but steps changed) is the run's baseline for notifications."""
+        if complete and self._views[i] is not None and not self.notifier.has_baseline(i):
+            self._notice(i, self._views[i], True)
+
     def _notice(self, i: int, view: RunView | None, complete: bool) -> None:
         if view is None:
             return
@@ -127,8 +133,6 @@ class Watcher:
                     run.refresh(max_bytes=READ_SLICE)
                 st = run.state
                 complete = not (run.events_tail.more or run.control_tail.more)
-                if complete and self._views[i] is not None and not self.notifier.has_baseline(i):
-                    self._notice(i, self._views[i], True)  # caught up on a long record: the baseline
                 # every event but a step (epoch, answer, warning, end...) is shown at once
                 major = (getattr(run, "generation", 0), st.status, st.events_seen - st.steps_seen,
                          len(st.adjustments), len(st.pending()), st.bad_lines, st.crash_reason,
@@ -136,10 +140,12 @@ class Watcher:
                          int((st.stalled_for() or 0) // 5))  # a stall's "no event for N s" every 5 s
                 fp = (major, st.events_seen)
                 if fp == self._prints[i]:
+                    self._baseline(i, complete)
                     continue
                 now = time.monotonic()
                 if (self._prints[i] is not None and major == self._prints[i][0]
                         and now - self._published_t[i] < max(self.interval, STEP_EVERY)):
+                    self._baseline(i, complete)
                     continue  # only step events: they go out with the next second's redraw
                 view = build_view(i, run, self.rules[i], gpu=self._gpu[i])
                 self._views[i] = view
