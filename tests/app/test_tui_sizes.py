@@ -54,6 +54,15 @@ async def test_dialogs_are_never_cut(tmp_path, size):
             await pilot.pause(0.2)
             assert_whole(app.screen)
             await pilot.press("n")
+            # the help screen: its box inside the terminal, its text wrapped, not cut
+            from app.tui.screens.help import INTRO, HelpScreen
+
+            await pilot.press("question_mark")
+            await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen), 5, "the help screen")
+            await pilot.pause(0.2)
+            box = app.screen.query_one(".help-box")
+            assert app.screen.region.contains_region(box.region), (box.region, app.screen.region)
+            assert " ".join(INTRO.split()) in rendered(app.screen.query_one(".dialog-text"))
     finally:
         ft.stop_thread()
 
