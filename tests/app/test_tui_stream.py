@@ -74,9 +74,10 @@ async def test_flood_is_coalesced(tmp_path):
         elapsed = time.monotonic() - t0
         ft.stop_thread()
         steps = app.watcher.runs[0].state.steps_seen
-        # at most one message per tick (0.25 s) plus slack, however many events arrived
-        assert len(msgs) <= elapsed / 0.25 + 3, (len(msgs), elapsed)
-        assert steps >= 2000
+        # coalesced: at most one redraw message per watcher tick, however many events each tick
+        # read (counted, not timed: a loaded machine makes fewer, slower ticks, never more messages)
+        assert len(msgs) <= app.watcher.ticks, (len(msgs), app.watcher.ticks)
+        assert steps >= 2000 and len(msgs) * 20 < steps, (len(msgs), steps)
     print(f"flood: {steps} step events in {elapsed:.1f}s -> {len(msgs)} redraw messages")
 
 
@@ -94,9 +95,9 @@ async def test_event_to_screen_latency(tmp_path):
             ft._epoch(e, 0)
             await wait_for(pilot, lambda: f"epoch {e}/50" in pane_text(app), 5, f"epoch {e}")
             lat.append(time.monotonic() - t0)
+        # a figure, not an assertion (no timed assertions: bench/tui_latency.py measures it)
         print(f"event-to-screen latency at 4 Hz polling: max {max(lat) * 1000:.0f} ms, "
               f"mean {sum(lat) / len(lat) * 1000:.0f} ms")
-        assert max(lat) < 1.0
 
 
 def start_supervised_fake(run_dir: Path, *extra: str) -> launch.LaunchSpec:
