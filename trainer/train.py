@@ -48,6 +48,7 @@ class Trainer:
         self.loss_sum = torch.zeros(())
         self.n_ok, self.t0 = 0, time.perf_counter()
         self.steps_per_epoch = c.steps_per_epoch
+        self.logged_any = False  # has this process logged a step event yet
         self.sigterm = False
         self.skipped = 0
         self._control_items: list[dict] = []  # rank 0: control lines read, not yet applied
@@ -176,7 +177,11 @@ class Trainer:
                 meter.update(pred, masks)
             log_wait += wait
             log_samples += images.shape[0] * self.dist.world_size
-            if self.step % self.cfg.training.log_every == 0 and self.dist.is_main:
+            # every log_every steps, and also the process's first step (readers learn the run's
+            # cadence at once: the stall bound, "waiting for the first step") and each epoch's last
+            first_of_process, self.logged_any = not self.logged_any, True
+            if self.dist.is_main and (self.step % self.cfg.training.log_every == 0 or first_of_process
+                                      or self.step_in_epoch == self.steps_per_epoch):
                 dt = time.perf_counter() - log_t
                 self.events.emit(
                     "step", epoch=epoch, step=self.step,

@@ -196,6 +196,21 @@ def test_stop_command_checkpoints_and_ends_stopped_then_resumes_mid_epoch(tmp_pa
     assert events_of(run, "start")[-1]["resumed"] and stopped_step < steps[-1]
 
 
+def test_the_first_step_and_each_epochs_last_step_are_logged_whatever_log_every(tmp_path):
+    """With log_every longer than an epoch, readers still see a step at once (the cadence the
+    stall bound learns from) and one per epoch; a resumed process logs its own first step."""
+    run = tmp_path / "r"
+    p = run_trainer(trainer_cmd("baseline.yaml", run, "training.epochs=2", "training.log_every=1000"))
+    assert p.returncode == 0, p.stderr
+    spe = events_of(run, "start")[0]["steps_per_epoch"]
+    assert spe > 2
+    assert [s["step"] for s in events_of(run, "step")] == [1, spe, 2 * spe]
+    p = run_trainer([sys.executable, "-m", "trainer", "--resume", str(run), "--device", "cpu",
+                     "--set", "training.epochs=3"])
+    assert p.returncode == 0, p.stderr
+    assert [s["step"] for s in events_of(run, "step")] == [1, spe, 2 * spe, 2 * spe + 1, 3 * spe]
+
+
 def test_a_stop_before_the_first_validation_records_no_best(tmp_path):
     """The end event of a run stopped before any validation has no best val F (null, not -1.0,
     which `segwatch ls` showed as the run's best)."""

@@ -67,7 +67,7 @@ class PaneHeader(ViewWidget):
         if v.step is not None:
             t.append(f"  step {v.step}", style="dim")
         elif v.status == "running":
-            t.append("  waiting for the first logged step (every training.log_every steps)…", style="dim")
+            t.append("  waiting for the first step…", style="dim")
         elif v.status == "starting":
             t.append("  starting the trainer…", style="dim")
         if self.note and not v.over:
