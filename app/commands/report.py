@@ -68,7 +68,7 @@ def cmd_report(args: argparse.Namespace) -> int:
             absent.append("Figures are text plots: install matplotlib (pip install -e \".[plots]\") for PNGs.")
     (out / "report.md").write_text(markdown(tables, absent, figures, [r.name for r in recs]), encoding="utf-8")
     (out / "report.json").write_text(report_json(tables, absent), encoding="utf-8")
-    print_terminal(tables, absent, texts)
+    print_terminal(tables, absent, texts, out_file=str(out / "report.md"))
     print(f"segwatch: wrote {out / 'report.md'} and {out / 'report.json'}"
           + (f" and {len(figures)} PNG figures" if figures and figures[0][1] == "png" else ""), file=sys.stderr)
     return 0

@@ -46,7 +46,13 @@ def report_json(tables: list[Table], absent: list[str]) -> str:
                       indent=1, default=str) + "\n"
 
 
-def print_terminal(tables: list[Table], absent: list[str], texts: list[tuple[str, str]] = (), console: Any = None) -> None:
+FILE_ONLY = ("per_class",)  # long sections kept for report.md (a 19-class x N-run table floods a terminal)
+
+
+def print_terminal(tables: list[Table], absent: list[str], texts: list[tuple[str, str]] = (), console: Any = None,
+                   out_file: str = "report.md") -> None:
+    """The summary (runs, ablation, study, adjustments) on the terminal; per-class F and plots are named, not
+    printed: they are in ``out_file``."""
     import sys
 
     from rich.console import Console
@@ -55,6 +61,8 @@ def print_terminal(tables: list[Table], absent: list[str], texts: list[tuple[str
 
     console = console or Console(width=None if sys.stdout.isatty() else 200)
     for t in tables:
+        if t.key in FILE_ONLY:
+            continue
         rt = RichTable(title=escape(t.title), title_justify="left", show_lines=False)
         for c in t.columns:
             rt.add_column(escape(str(c)), overflow="fold")
@@ -66,6 +74,6 @@ def print_terminal(tables: list[Table], absent: list[str], texts: list[tuple[str
         console.print()
     for a in absent:
         console.print(f"[yellow]{escape(a)}[/]", highlight=False)
-    for title, text in texts:
-        console.print(f"[b]{escape(title)}[/]")
-        console.print(text, highlight=False, markup=False)
+    kept = [t.title for t in tables if t.key in FILE_ONLY] + [title for title, _ in texts]
+    if kept:
+        console.print(f"In {escape(out_file)} only: " + "; ".join(escape(k) for k in kept), highlight=False)

@@ -5,10 +5,10 @@ F values are shown with 4 decimals; ``Table.data`` holds the exact values for re
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from app.report.adjust import adjustments_table
 from app.report.collect import RunRecord, config_diff
 from app.snapshot import fmt_duration
 from trainer.data.classes import CLASS_NAMES, REAL_SHARES, SMALL_CLASSES
@@ -40,15 +40,6 @@ def delta(x: Any, ref: Any) -> str:
 
 def _v(x: Any) -> str:
     return format_value(x) if isinstance(x, float) else str(x).lower() if isinstance(x, bool) else str(x)
-
-
-def _clock(t: Any) -> str:
-    if isinstance(t, bool) or not isinstance(t, (int, float)):
-        return "–"
-    try:
-        return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t))
-    except (TypeError, ValueError, OverflowError, OSError):  # not recorded, or not a time a clock can show
-        return "–"
 
 
 def runs_table(recs: list[RunRecord], base: RunRecord) -> Table:
@@ -153,40 +144,6 @@ def study_table(recs: list[RunRecord], base: RunRecord) -> Table | None:
                     f"({base.name}). Small parts F = mean per-class F of the small parts at the best epoch.")
     return Table("study", "Focal loss study: γ and α", ["γ", "α", "run", "best val F", "Δ baseline", "small parts F",
                                                         "Δ small"], rows, notes, data)
-
-
-def adjustments_table(recs: list[RunRecord], after: int = 5) -> Table:
-    rows, data, notes = [], [], []
-    for r in recs:
-        by_epoch = {h["epoch"]: h.get("val_f") for h in r.history}
-        for a in r.adjustments:
-            e = a.answer_epoch
-            when = _clock(a.answer_t)
-            if a.status != "applied" or e is None:
-                rows.append([r.name, f"{a.describe()} ({a.status}{': ' + a.answer_reason if a.answer_reason else ''})",
-                             when, "–", "–", "–", "–", a.reason or "–"])
-                data.append({"run": r.name, "id": a.id, "status": a.status, "values": a.values, "reason": a.reason,
-                             "answer_reason": a.answer_reason})
-                continue
-            before = by_epoch.get(e - 1)
-            seq = [(k, by_epoch[k]) for k in range(e, e + after) if k in by_epoch]
-            last = seq[-1][1] if seq else None
-            rows.append([r.name, a.describe(), when, f"epoch {e}, step {a.answer_step}", f4(before),
-                         ", ".join(f"{f4(v)}" for _, v in seq) or "– (no epoch ended after it)",
-                         delta(last, before), a.reason or "–"])
-            data.append({"run": r.name, "id": a.id, "changes": a.changes, "applied_t": a.answer_t, "epoch": e,
-                         "step": a.answer_step, "val_f_before": before, "val_f_after": dict(seq),
-                         "reason": a.reason, "source": a.source})
-        if r.other_commands:
-            notes.append(f"{r.name}: {r.other_commands} other control commands (pause/resume/stop/checkpoint), not listed")
-    notes.insert(0, f"Every live `set` sent to the runs: when the trainer applied it (the epoch in progress and the "
-                    f"first step that ran with it), val F of the epoch before, of that epoch and the {after - 1} after it, "
-                    "and the change from before to the last one shown.")
-    if not rows:
-        notes.append("No live adjustment was sent to these runs.")
-    return Table("adjustments", "Live adjustments and what val F did after them",
-                 ["run", "change", "applied at", "when", "val F before", f"val F after (≤{after} epochs)", "Δ", "reason"],
-                 rows, notes, data)
 
 
 ABSENT = {
