@@ -17,7 +17,12 @@ from trainer.live import validate
 from . import runfiles, safeio
 from .liveness import exit_applies, read_proc
 from .state import RunState
-from .tail import JsonlTail
+from .tail import JsonlTail, Skipped
+
+SKIM_MIN = 16 << 20  # a record at least this long when first read is skimmed up to its tail
+SKIM_TAIL = 8 << 20  # bytes at the end always parsed in full (and at least SKIM_EPOCHS epoch lines)
+SKIM_EPOCHS = 4  # epochs at the end parsed in full: the stall cadence keeps liveness.EPOCHS_KEPT
+SKIM_SCAN_MAX = 64 << 20  # never look further back than this for those epochs
 
 COMMANDS = ("set", "pause", "resume", "stop", "checkpoint")
 _HOST = socket.gethostname()
@@ -60,6 +65,8 @@ class Run:
         # Probe the process BEFORE reading: if it was already gone, its end event (written
         # before it exited) is in what we read next, so a clean exit is never seen as a crash.
         probe = self._probe() if st.end is None or st.restart_pending is not None else None
+        if self.events_tail.offset == 0:
+            self._plan_skim()
         events = self.events_tail.read_new(max_bytes)
         commands = self.control_tail.read_new_numbered(max_bytes)
         if self.events_tail.was_reset or self.control_tail.was_reset:
@@ -68,8 +75,7 @@ class Run:
         # Commands first: every answer read above refers to a line already in control.jsonl.
         for line_no, cmd in commands:
             st.apply_command(cmd, line_no)
-        for ev in events:
-            st.apply(ev)
+        events = self._apply_events(st, events)
         if st.start is not start_before and probe is not None:
             # A (re)start was just read: the probe may have looked at another process (an old
             # pid file, or none yet). Probe again; a process found gone only now may have ended
@@ -87,13 +93,49 @@ class Run:
         self.state.restart_pending = self._restart
         self.generation += 1
         probe = self._probe()
+        self._plan_skim()
         events = self.events_tail.read_new(max_bytes)
         for line_no, cmd in self.control_tail.read_new_numbered(max_bytes):
             self.state.apply_command(cmd, line_no)
-        for ev in events:
-            self.state.apply(ev)
+        events = self._apply_events(self.state, events)
         self._after_read(probe)
         return events
+
+    @staticmethod
+    def _apply_events(st: RunState, events: list[dict]) -> list[dict]:
+        """Apply events (and skimmed step lines: counted); return the events proper."""
+        out = []
+        for ev in events:
+            if type(ev) is Skipped:
+                st.skip_steps(ev.n)
+                continue
+            st.apply(ev)
+            out.append(ev)
+        return out
+
+    def _plan_skim(self) -> None:
+        """Attaching to a long record: its step lines are skimmed (not parsed, one in
+        tail.SKIM_KEEP kept for the plot) up to the last SKIM_TAIL bytes or the last SKIM_EPOCHS
+        epoch lines, whichever starts earlier; everything else is parsed (docs/run-directory.md)."""
+        tail = self.events_tail
+        tail.skim_until = 0
+        try:
+            fd = safeio.open_fd(tail.path)
+        except (safeio.Refused, OSError):
+            return  # the read itself says why
+        try:
+            size = os.fstat(fd).st_size
+            if size < SKIM_MIN:
+                return
+            pos, found, marks = size, 0, (b'"type":"epoch"', b'"type": "epoch"')
+            while pos > 0 and size - pos < SKIM_SCAN_MAX and (found < SKIM_EPOCHS or size - pos < SKIM_TAIL):
+                start = max(0, pos - (1 << 20))
+                chunk = os.pread(fd, pos - start + 32, start)  # overlap: a mark cut at the border
+                found += sum(chunk.count(m, 0, pos - start + len(m) - 1) for m in marks)
+                pos = start
+            tail.skim_until = max(0, pos - 1)
+        finally:
+            os.close(fd)
 
     def _after_read(self, probe: tuple[dict | None, bool | None, int | None] | None) -> None:
         st = self.state

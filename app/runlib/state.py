@@ -240,6 +240,15 @@ class RunState(StatusMixin):
         if self.paused and self.end is None:
             self.paused = False  # a step after 'paused' means it runs again
 
+    def skip_steps(self, n: int) -> None:
+        """``n`` step lines of a long record were skimmed, not parsed (app.runlib.tail): counted;
+        the time across them is no gap in the stall cadence."""
+        self.steps_seen += n
+        self.events_seen += n
+        self.cadence.prev_t = None
+        if self.paused and self.end is None:
+            self.paused = False
+
     def _on_epoch(self, ev: dict) -> None:
         ep = _int(ev["epoch"])
         if ep is None:

@@ -20,6 +20,22 @@ MAX_LINE = 1 << 20  # a longer line is skipped and counted, never held in memory
 CHUNK = 1 << 20  # bytes per read() call
 _scan = json.scanner.make_scanner(json.JSONDecoder())
 _HEAD = 64  # bytes of the file's start remembered to notice a rewrite that did not shrink it
+_STEP_MARKS = ('"type":"step"', '"type": "step"')  # the trainer's compact form, and json.dumps' default
+SKIM_KEEP = 256  # while skimming, one step line in this many is parsed anyway (the loss plot's points)
+
+
+class Skipped(dict):
+    """Stands in :meth:`JsonlTail.read_new`'s list for ``n`` step lines that were skimmed, not parsed."""
+
+    def __init__(self, n: int):
+        super().__init__(type="_skipped", n=n)
+        self.n = n
+
+
+def is_step_line(line: str) -> bool:
+    """A step event by a byte check, without parsing: the line names ``"type":"step"`` once and
+    holds no other ``"type"`` key (a nested object's ``type`` cannot pass for the event's)."""
+    return (_STEP_MARKS[0] in line or _STEP_MARKS[1] in line) and line.count('"type"') == 1
 
 
 class JsonlTail:
@@ -35,7 +51,10 @@ class JsonlTail:
     - ``resets``: how many times the file was found truncated or replaced; ``was_reset`` is set
       when the last ``read_new`` restarted from byte 0 (the caller should rebuild whatever it
       derived from earlier lines); it stays set until the next read;
-    - ``more``: the last read stopped at ``max_bytes`` before the end of the file.
+    - ``more``: the last read stopped at ``max_bytes`` before the end of the file;
+    - ``skim_until``: step lines of chunks that end before this byte offset are skimmed: counted
+      (``skimmed``), one in ``SKIM_KEEP`` parsed, the others left as one :class:`Skipped` marker
+      per run of them in the returned list (docs/run-directory.md, "Attaching to a long record").
     """
 
     def __init__(self, path: str | os.PathLike, max_line: int = MAX_LINE, chunk: int = CHUNK):
@@ -55,6 +74,8 @@ class JsonlTail:
         self._skipping = False  # inside a line longer than max_line: drop bytes until '\n'
         self._ident: tuple[int, int] | None = None  # (st_dev, st_ino) of the file being read
         self._head = b""
+        self.skim_until = 0
+        self.skimmed = 0
 
     # -- public -------------------------------------------------------------------------
 
@@ -78,6 +99,8 @@ class JsonlTail:
         self._skipping = False
         self._ident = None
         self._head = b""
+        self.skim_until = 0
+        self.skimmed = 0
 
     @property
     def partial_bytes(self) -> int:
@@ -155,20 +178,32 @@ class JsonlTail:
             self._bad(f"line {self.line_no} is longer than {self.max_line} bytes; skipped")
             pos = i + 1
         nl = data.rfind(b"\n")
+        skim = self.offset <= self.skim_until  # this whole chunk lies before the tail parsed in full
         if nl >= pos:
             block = data[pos:nl]
             if self._partial:
                 block = bytes(self._partial) + block
                 self._partial = bytearray()
             # one decode per chunk ('\n' never occurs inside a UTF-8 sequence): bad bytes -> U+FFFD
+            skipped, m0, m1 = 0, _STEP_MARKS[0], _STEP_MARKS[1]
             for line in block.decode("utf-8", errors="replace").split("\n"):
                 self.line_no += 1
                 if len(line) > self.max_line:
                     self._bad(f"line {self.line_no} is longer than {self.max_line} bytes; skipped")
                     continue
+                if skim and (m0 in line or m1 in line) and line.count('"type"') == 1:  # is_step_line
+                    self.skimmed += 1
+                    if self.skimmed % SKIM_KEEP:
+                        skipped += 1
+                        continue
+                if skipped:
+                    out.append((self.line_no - 1, Skipped(skipped)))
+                    skipped = 0
                 obj = self._parse(line)
                 if obj is not None:
                     out.append((self.line_no, obj))
+            if skipped:
+                out.append((self.line_no, Skipped(skipped)))
             pos = nl + 1
         if pos < len(data):
             self._partial += data[pos:]
