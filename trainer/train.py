@@ -17,6 +17,7 @@ import torch
 
 from trainer import checkpoint as ckpt
 from trainer.metrics import FScoreMeter
+from trainer.previews import Previews
 from trainer.runfiles import open_regular
 from trainer.schedule import lr_at
 from trainer.setup import Components
@@ -59,6 +60,8 @@ class Trainer:
                     for b in (m.running_mean, m.running_var, m.num_batches_tracked) if b is not None]
         self._bn_snapshot = [b.clone() for b in self._bn]
         self.printer = None  # callable(str) for the per-epoch line on stdout
+        # mask previews (rank 0): the same few validation images predicted at every validation
+        self.previews = Previews(c.run_dir, c.val_ds) if self.dist.is_main else None
         self.rank_log = None
         if self.cfg.debug.rank_log:
             (c.run_dir / "ranks").mkdir(parents=True, exist_ok=True)  # rank 0 may not have made run_dir yet
@@ -199,6 +202,7 @@ class Trainer:
         sums = self.dist.all_reduce_sum(torch.stack([loss_sum, torch.tensor(float(self.n_ok), device=c.device)]))
         train_loss = (sums[0] / sums[1].clamp(min=1)).item() if sums[1].item() else float("nan")
         val = self.validate()
+        self._write_previews(epoch)
         self.epoch = epoch
         self.step_in_epoch = 0
         epoch_time = time.perf_counter() - t0
@@ -317,6 +321,18 @@ class Trainer:
         out["loss"] = (sums[0] / sums[1].clamp(min=1)).item()
         c.model.train()
         return out
+
+    def _write_previews(self, epoch: int) -> None:
+        """previews/epoch_NNNN.png before the epoch event names the epoch; a folder that cannot be
+        written (a link, a file, a full disk) stops previews with one warning, never the run."""
+        if self.previews is None or self.previews.failed:
+            return
+        try:
+            self.previews.write(epoch, self.c.raw_model, self.c.device, self.c.amp)
+        except OSError as e:
+            self.previews.failed = str(e)
+            self.events.emit("warning", code="previews_failed", epoch=epoch, step=self.step,
+                             message=f"mask previews stopped: {e.strerror or e}")
 
     # --- checkpoints ------------------------------------------------------------------------
     def save(self, kind: str, mid_epoch: bool = False) -> None:

@@ -29,6 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def cmd_report(args: argparse.Namespace) -> int:
     from app.report.collect import collect
     from app.report.figures import have_matplotlib, png_figures, text_figures
+    from app.report.previews import preview_figures
     from app.report.render import markdown, print_terminal, report_json
     from app.report.tables import build_tables
 
@@ -66,9 +67,13 @@ def cmd_report(args: argparse.Namespace) -> int:
             texts = text_figures(recs)
             figures = [(t, "text", x) for t, x in texts]
             absent.append("Figures are text plots: install matplotlib (pip install -e \".[plots]\") for PNGs.")
+        masks, skipped = preview_figures(recs, out)
+        figures += [(t, "png", f) for t, f in masks]
+        absent += skipped
     (out / "report.md").write_text(markdown(tables, absent, figures, [r.name for r in recs]), encoding="utf-8")
     (out / "report.json").write_text(report_json(tables, absent), encoding="utf-8")
-    print_terminal(tables, absent, texts, out_file=str(out / "report.md"))
+    print_terminal(tables, absent, texts, out_file=str(out / "report.md"),
+                   pictures=[t for t, kind, _ in figures if kind == "png"])
     print(f"segwatch: wrote {out / 'report.md'} and {out / 'report.json'}"
           + (f" and {len(figures)} PNG figures" if figures and figures[0][1] == "png" else ""), file=sys.stderr)
     return 0

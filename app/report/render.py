@@ -50,7 +50,7 @@ FILE_ONLY = ("per_class",)  # long sections kept for report.md (a 19-class x N-r
 
 
 def print_terminal(tables: list[Table], absent: list[str], texts: list[tuple[str, str]] = (), console: Any = None,
-                   out_file: str = "report.md") -> None:
+                   out_file: str = "report.md", pictures: list[str] = ()) -> None:
     """The summary (runs, ablation, study, adjustments) on the terminal; per-class F and plots are named, not
     printed: they are in ``out_file``."""
     import sys
@@ -75,5 +75,7 @@ def print_terminal(tables: list[Table], absent: list[str], texts: list[tuple[str
     for a in absent:
         console.print(f"[yellow]{escape(a)}[/]", highlight=False)
     kept = [t.title for t in tables if t.key in FILE_ONLY] + [title for title, _ in texts]
+    if pictures:
+        kept.append(f"{len(pictures)} pictures (figures, mask previews)")
     if kept:
         console.print(f"In {escape(out_file)} only: " + "; ".join(escape(k) for k in kept), highlight=False)

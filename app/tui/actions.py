@@ -19,6 +19,7 @@ from trainer.live import validate
 
 from .screens.confirm import ConfirmDialog
 from .screens.help import HelpScreen
+from .screens.previews import PreviewScreen
 from .screens.quit_dialog import QuitDialog
 from .widgets.base import changes_text, undo_words
 from .widgets.health_panel import _g, action_values
@@ -177,6 +178,14 @@ class CockpitActions:
         self.clear_notifications()  # a toast drawn over the dialog hid its buttons at 80x24
         self.push_screen(ConfirmDialog(f"Stop {v.name}?", "It stops after the current step; the checkpoints "
                                        "stay (resume later with `segwatch resume`).", yes="Stop"), answer)
+
+    def action_previews(self) -> None:
+        run = self.watcher.runs[self.selected] if self.selected < len(self.watcher.runs) else None
+        path = getattr(run, "path", None)
+        if path is None:
+            self.notify("This run has no run directory yet.", severity="warning")
+            return
+        self.push_screen(PreviewScreen(path, getattr(run, "name", str(self.selected))))
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen([b for b in self.BINDINGS]))

@@ -47,6 +47,7 @@ BINDINGS = [
     Binding("p", "pause_resume", "Pause/resume", id="pause_resume"),
     Binding("s", "stop_run", "Stop run", id="stop_run"),
     Binding("c", "checkpoint", "Checkpoint", id="checkpoint"),
+    Binding("m", "previews", "Masks", id="previews"),
     Binding("tab", "next_run", "Next run", priority=True, id="next_run"),
     Binding("shift+tab", "prev_run", "Previous run", show=False, priority=True, id="prev_run"),
     *[Binding(str(n), f"select({n - 1})", f"Select run {n}", show=False, id=f"select_{n}") for n in range(1, 10)],

@@ -72,3 +72,11 @@ __all__ = [
     "NUM_CLASSES", "IGNORE_INDEX", "CLASS_NAMES", "CLASS_IDS", "FLIP_PERM",
     "SMALL_CLASSES", "REAL_SHARES",
 ]
+
+# One colour per class (RGB) for masks drawn as pictures (previews, reports): the CelebAMask-HQ
+# colour map, in the order of CLASS_NAMES.
+CLASS_COLOURS = (
+    (0, 0, 0), (204, 0, 0), (76, 153, 0), (204, 204, 0), (51, 51, 255), (204, 0, 204), (0, 255, 255),
+    (255, 204, 204), (102, 51, 0), (255, 0, 0), (102, 204, 0), (255, 255, 0), (0, 0, 153), (0, 0, 204),
+    (255, 51, 153), (0, 204, 204), (0, 51, 0), (255, 153, 51), (0, 204, 0),
+)
