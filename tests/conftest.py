@@ -12,6 +12,9 @@ from pathlib import Path
 
 import pytest
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import lanes  # noqa: E402  (the fast and slow lanes: tests/lanes.py)
+
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["data.synthetic_train=32", "data.synthetic_val=8", "data.image_size=64", "training.batch_size=8",
         "training.epochs=3", "training.warmup_epochs=0"]
@@ -19,6 +22,17 @@ TINY = ["data.synthetic_train=32", "data.synthetic_val=8", "data.image_size=64",
 #: that differs from lmsa_focal only in focal_gamma (a two-point gamma study)
 ABLATION = ("baseline", "lmsa", "lmsa_focal", "lmsa_focal_g1")
 EXTRA = {"lmsa_focal_g1": ("lmsa_focal", ["loss.focal_gamma=1", "name=lmsa_focal_g1"])}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Every test that starts a trainer or a terminal goes to the slow lane (tests/lanes.py)."""
+    lanes.mark_slow(items)
+
+
+@pytest.fixture(autouse=True)
+def _fast_lane_guard(request, monkeypatch):
+    """In the fast lane, starting a trainer, a supervisor, tmux or SLURM fails the test (tests/lanes.py)."""
+    yield from lanes.guard(request, monkeypatch)
 
 
 @pytest.fixture(scope="session")

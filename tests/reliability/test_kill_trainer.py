@@ -15,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
 from faults import CONFIGS, ROOT, TINY, answers, env, events, segwatch, wait_for
 
@@ -143,6 +144,7 @@ while True:
 """
 
 
+@pytest.mark.slow  # 40 child processes killed one by one: more than a few seconds
 def test_many_kills_at_random_moments_never_tear_the_file(tmp_path):
     """A writer rewriting a file through atomic_write_bytes (the checkpoint writer's path),
     SIGKILLed at 40 random moments: the file is always whole (its checksum holds)."""

@@ -10,6 +10,7 @@ import random
 from pathlib import Path
 
 from faults import events, popen_trainer, trainer_argv, wait_for
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -59,6 +60,7 @@ class _FakeRun:
         self.state, self.path, self.name = state, Path("."), "fuzz"
 
 
+@pytest.mark.slow  # hundreds of generated records: more than a few seconds
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(evs=st.lists(event(), max_size=25), cmds=st.lists(st.dictionaries(st.sampled_from(["id", "cmd", "values", "t", "reason"]), value), max_size=4))
 def test_hostile_field_values_never_break_the_monitor(evs, cmds):
