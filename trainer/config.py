@@ -47,6 +47,14 @@ def check(pred: Callable[[Any], bool], allowed: str) -> dict:
     return {"check": pred, "allowed": allowed}
 
 
+def between(lo: float, hi: float | None, allowed: str, lo_open: bool = False, hi_open: bool = False) -> dict:
+    """A number in [lo, hi] (an open end excluded; hi None: no upper bound). The bounds are kept in the
+    metadata: trainer.live's ranges and app.health.schema's preset clamps are read from here."""
+    def pred(v: Any) -> bool:
+        return (lo < v if lo_open else lo <= v) and (hi is None or (v < hi if hi_open else v <= hi))
+    return {"check": pred, "allowed": allowed, "lo": lo, "hi": hi, "lo_open": lo_open, "hi_open": hi_open}
+
+
 def _alpha_ok(v: Any) -> bool:
     if v is None:
         return True
@@ -84,22 +92,22 @@ class ModelConfig:
 class LossConfig:
     use_focal: bool = False
     focal_alpha: Any = field(default=0.25, metadata=check(_alpha_ok, ALPHA_ALLOWED))
-    focal_gamma: float = field(default=2.0, metadata=check(lambda v: 0 <= v <= 10, "a number in [0, 10]"))
-    dice_weight: float = field(default=1.0, metadata=check(lambda v: 0 <= v <= 100, "a number in [0, 100]"))
+    focal_gamma: float = field(default=2.0, metadata=between(0, 10, "a number in [0, 10]"))
+    dice_weight: float = field(default=1.0, metadata=between(0, 100, "a number in [0, 100]"))
     use_class_weights: bool = False
     ignore_index: int = field(default=255, metadata=check(lambda v: NUM_CLASSES <= v <= 255, f"an integer in {NUM_CLASSES}..255"))
 
 
 @dataclass
 class TrainingConfig:
-    learning_rate: float = field(default=5e-4, metadata=check(lambda v: 0 < v <= 1, "a number in (0, 1]"))
-    epochs: int = field(default=250, metadata=check(lambda v: 1 <= v <= 100_000, "an integer in 1..100000"))
-    warmup_epochs: int = field(default=10, metadata=check(lambda v: v >= 0, "an integer >= 0 and < training.epochs"))
+    learning_rate: float = field(default=5e-4, metadata=between(0, 1, "a number in (0, 1]", lo_open=True))
+    epochs: int = field(default=250, metadata=between(1, 100_000, "an integer in 1..100000"))
+    warmup_epochs: int = field(default=10, metadata=between(0, None, "an integer >= 0 and < training.epochs"))
     batch_size: int = field(default=16, metadata=check(lambda v: 1 <= v <= 4096, "an integer in 1..4096"))
-    dropout: float = field(default=0.15, metadata=check(lambda v: 0 <= v < 1, "a number in [0, 1)"))
-    weight_decay: float = field(default=1e-4, metadata=check(lambda v: 0 <= v <= 1, "a number in [0, 1]"))
-    grad_clip: float = field(default=1.0, metadata=check(lambda v: 0 <= v <= 1e6, "a number in [0, 1e6] (0 = off)"))
-    patience: int = field(default=0, metadata=check(lambda v: 0 <= v <= 100_000, "an integer in 0..100000 (0 = off)"))
+    dropout: float = field(default=0.15, metadata=between(0, 1, "a number in [0, 1)", hi_open=True))
+    weight_decay: float = field(default=1e-4, metadata=between(0, 1, "a number in [0, 1]"))
+    grad_clip: float = field(default=1.0, metadata=between(0, 1e6, "a number in [0, 1e6] (0 = off)"))
+    patience: int = field(default=0, metadata=between(0, 100_000, "an integer in 0..100000 (0 = off)"))
     min_lr_ratio: float = field(default=0.01, metadata=check(lambda v: 0 <= v <= 1, "a number in [0, 1]"))
     num_workers: int = field(default=0, metadata=check(lambda v: 0 <= v <= 64, "an integer in 0..64"))
     nproc_per_node: int = field(default=1, metadata=check(lambda v: 1 <= v <= 64, "an integer in 1..64"))
@@ -130,7 +138,7 @@ class DataConfig:
 
 @dataclass
 class AugmentationConfig:
-    rotation: float = field(default=20.0, metadata=check(lambda v: 0 <= v <= 180, "degrees in [0, 180]"))
+    rotation: float = field(default=20.0, metadata=between(0, 180, "degrees in [0, 180]"))
     scale_range: Any = field(default_factory=lambda: [0.85, 1.15], metadata=check(_scale_ok, SCALE_ALLOWED))
     hflip: bool = True
     color_jitter: float = field(default=0.2, metadata=check(lambda v: 0 <= v <= 1, "a number in [0, 1]"))
@@ -179,6 +187,13 @@ _SECTION_CLASSES = {
     "model": ModelConfig, "loss": LossConfig, "training": TrainingConfig, "data": DataConfig,
     "augmentation": AugmentationConfig, "debug": DebugConfig,
 }
+
+
+def field_meta(dotted: str) -> Mapping[str, Any]:
+    """The metadata (check, allowed, and for a range its lo/hi) of a dotted config key."""
+    section, _, key = dotted.rpartition(".")
+    cls = _SECTION_CLASSES[section] if section else Config
+    return next(f.metadata for f in dataclasses.fields(cls) if f.name == key)
 
 
 def all_keys() -> list[str]:

@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
-from trainer.config import ALPHA_ALLOWED, SCALE_ALLOWED, Config, _alpha_ok, _scale_ok, _show, all_keys
+from trainer.config import Config, _show, all_keys, field_meta
 
 
 @dataclass(frozen=True)
@@ -31,24 +31,34 @@ def _num(v: Any) -> bool:
         return False
 
 
+def _always(v: Any) -> bool:
+    return True
+
+
+def _live(name: str, config_key: str, kind: str, when: str, allowed: str | None = None) -> LiveKey:
+    """A live key whose check and allowed text are its config field's (trainer/config.py: one table)."""
+    meta = field_meta(config_key)
+    return LiveKey(name, config_key, kind, meta.get("check", _always), allowed or meta.get("allowed", "true | false"), when)
+
+
 LIVE_KEYS: dict[str, LiveKey] = {
     k.name: k
     for k in [
-        LiveKey("lr", "training.learning_rate", "float", lambda v: 0 < v <= 1, "a finite number in (0, 1]", "step"),
-        LiveKey("gamma", "loss.focal_gamma", "float", lambda v: 0 <= v <= 10, "a finite number in [0, 10]", "step"),
-        LiveKey("alpha", "loss.focal_alpha", "alpha", _alpha_ok, ALPHA_ALLOWED, "step"),
-        LiveKey("use_focal", "loss.use_focal", "bool", lambda v: True, "true | false", "step"),
-        LiveKey("dice_weight", "loss.dice_weight", "float", lambda v: 0 <= v <= 100, "a finite number in [0, 100]", "step"),
-        LiveKey("use_class_weights", "loss.use_class_weights", "bool", lambda v: True, "true | false", "step"),
-        LiveKey("dropout", "training.dropout", "float", lambda v: 0 <= v < 1, "a number in [0, 1)", "step"),
-        LiveKey("weight_decay", "training.weight_decay", "float", lambda v: 0 <= v <= 1, "a number in [0, 1]", "step"),
-        LiveKey("warmup_epochs", "training.warmup_epochs", "int", lambda v: v >= 0, "an integer >= 0 and < epochs", "step"),
-        LiveKey("epochs", "training.epochs", "int", lambda v: 1 <= v <= 100_000, "an integer >= the epoch in progress", "step"),
-        LiveKey("grad_clip", "training.grad_clip", "float", lambda v: 0 <= v <= 1e6, "a finite number >= 0 (0 = off)", "step"),
-        LiveKey("patience", "training.patience", "int", lambda v: 0 <= v <= 100_000, "an integer >= 0 (0 = off)", "epoch"),
-        LiveKey("rotation", "augmentation.rotation", "float", lambda v: 0 <= v <= 180, "degrees in [0, 180]", "epoch"),
-        LiveKey("scale_range", "augmentation.scale_range", "range", _scale_ok, SCALE_ALLOWED, "epoch"),
-        LiveKey("hflip", "augmentation.hflip", "bool", lambda v: True, "true | false", "epoch"),
+        _live("lr", "training.learning_rate", "float", "step"),
+        _live("gamma", "loss.focal_gamma", "float", "step"),
+        _live("alpha", "loss.focal_alpha", "alpha", "step"),
+        _live("use_focal", "loss.use_focal", "bool", "step"),
+        _live("dice_weight", "loss.dice_weight", "float", "step"),
+        _live("use_class_weights", "loss.use_class_weights", "bool", "step"),
+        _live("dropout", "training.dropout", "float", "step"),
+        _live("weight_decay", "training.weight_decay", "float", "step"),
+        _live("warmup_epochs", "training.warmup_epochs", "int", "step", "an integer >= 0 and < epochs"),
+        _live("epochs", "training.epochs", "int", "step", "an integer >= the epoch in progress (at most 100000)"),
+        _live("grad_clip", "training.grad_clip", "float", "step"),
+        _live("patience", "training.patience", "int", "epoch"),
+        _live("rotation", "augmentation.rotation", "float", "epoch"),
+        _live("scale_range", "augmentation.scale_range", "range", "epoch"),
+        _live("hflip", "augmentation.hflip", "bool", "epoch"),
     ]
 }
 
@@ -71,13 +81,6 @@ def live_from_config(cfg: Config) -> dict[str, Any]:
         v = cfg.get(k.config_key)
         out[k.name] = list(v) if isinstance(v, (list, tuple)) else v
     return out
-
-
-def apply_to_config(cfg: Config, values: Mapping[str, Any]) -> None:
-    """Write live values back into a config (so a checkpoint's config is the one in force)."""
-    for name, v in values.items():
-        section, key = LIVE_KEYS[name].config_key.split(".")
-        setattr(getattr(cfg, section), key, v)
 
 
 def _coerce(key: LiveKey, v: Any) -> Any:

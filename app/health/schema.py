@@ -2,7 +2,8 @@
 
 The rules file's fixed sections (phases, milestones, thresholds, windows, late, nonfinite) are
 described here by dataclass fields whose metadata says what is allowed; ``rules.py`` reads the
-YAML and validates it against these fields. Pure Python: no torch, no UI.
+YAML and validates it against these fields. Pure Python: no torch, no UI. The live keys' ranges
+are the trainer's (trainer.live, trainer.config): one table.
 """
 
 from __future__ import annotations
@@ -10,6 +11,10 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Callable
+
+from trainer.config import field_meta
+from trainer.data.classes import NUM_CLASSES
+from trainer.live import LIVE_KEYS as TRAINER_LIVE
 
 # Every signal the evaluator knows, in display order. run_state is always checked.
 SIGNAL_IDS: tuple[str, ...] = (
@@ -32,26 +37,33 @@ SIGNAL_IDS: tuple[str, ...] = (
 )
 LISTABLE_SIGNALS = SIGNAL_IDS[1:]
 
-# Live keys (docs/control.md) and the ranges a preset's result is clamped to. dropout stops at
-# 0.95 (the protocol allows < 1); lr stays positive.
-LIVE_KEYS: dict[str, dict[str, Any]] = {
-    "lr": {"kind": "float", "lo": 1e-8, "hi": 1.0, "allowed": "a number in (0, 1]"},
-    "gamma": {"kind": "float", "lo": 0.0, "hi": 10.0, "allowed": "a number in [0, 10]"},
-    "alpha": {"kind": "alpha", "lo": 0.0, "hi": 1.0, "allowed": "a number in [0, 1] or a list of 19 numbers in [0, 1]"},
-    "use_focal": {"kind": "bool", "allowed": "true | false"},
-    "dice_weight": {"kind": "float", "lo": 0.0, "hi": 100.0, "allowed": "a number in [0, 100]"},
-    "use_class_weights": {"kind": "bool", "allowed": "true | false"},
-    "dropout": {"kind": "float", "lo": 0.0, "hi": 0.95, "allowed": "a number in [0, 0.95]"},
-    "weight_decay": {"kind": "float", "lo": 0.0, "hi": 1.0, "allowed": "a number in [0, 1]"},
-    "warmup_epochs": {"kind": "int", "lo": 0, "hi": 99_999, "allowed": "an integer >= 0 and < epochs"},
-    "epochs": {"kind": "int", "lo": 1, "hi": 100_000, "allowed": "an integer in 1..100000"},
-    "grad_clip": {"kind": "float", "lo": 0.0, "hi": 1e6, "allowed": "a number >= 0 (0 = off)"},
-    "patience": {"kind": "int", "lo": 0, "hi": 100_000, "allowed": "an integer >= 0 (0 = off)"},
-    "rotation": {"kind": "float", "lo": 0.0, "hi": 180.0, "allowed": "degrees in [0, 180]"},
-    "scale_range": {"kind": "range", "lo": 0.01, "hi": 4.0, "allowed": "[lo, hi] with 0 < lo <= hi <= 4"},
-    "hflip": {"kind": "bool", "allowed": "true | false"},
+# Live keys (docs/control.md) and the ranges a preset's result is clamped to: derived from trainer.live
+# (whose ranges are trainer/config.py's), narrowed where a preset must stay inside an open end or short
+# of a bound the protocol allows: lr stays positive, dropout stops at 0.95, warmup below the epoch cap.
+_PRESET_CLAMP: dict[str, dict[str, Any]] = {
+    "lr": {"lo": 1e-8},
+    "dropout": {"hi": 0.95, "allowed": "a number in [0, 0.95]"},
+    "warmup_epochs": {"hi": 99_999},
+    "alpha": {"lo": 0.0, "hi": 1.0},  # each value, a scalar or one per class (trainer.config._alpha_ok)
+    "scale_range": {"lo": 0.01, "hi": 4.0},  # each end (trainer.config._scale_ok: 0 < lo <= hi <= 4)
 }
-NUM_ALPHA = 19  # a per-class alpha list has one entry per class
+
+
+def _live_keys() -> dict[str, dict[str, Any]]:
+    out = {}
+    for name, k in TRAINER_LIVE.items():
+        meta = field_meta(k.config_key)
+        info: dict[str, Any] = {"kind": k.kind, "allowed": k.allowed}
+        if "lo" in meta:
+            cast = float if k.kind == "float" else int
+            info["lo"], info["hi"] = cast(meta["lo"]), meta["hi"] if meta["hi"] is None else cast(meta["hi"])
+        info.update(_PRESET_CLAMP.get(name, {}))
+        out[name] = info
+    return out
+
+
+LIVE_KEYS: dict[str, dict[str, Any]] = _live_keys()
+NUM_ALPHA = NUM_CLASSES  # a per-class alpha list has one entry per class
 
 # Operations a preset may apply, per kind of live key.
 OPS_BY_KIND = {

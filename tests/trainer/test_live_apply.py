@@ -92,3 +92,23 @@ def test_an_augmentation_ack_after_the_last_checkpoint_survives_resume(comp, tmp
     comp.start_epoch_augmentation()
     assert comp.augment.rotation == 45.0
     ev.close()
+
+
+def test_live_ranges_have_one_source():
+    """trainer/config.py's field metadata is the one table: trainer.live's checks are its checks, and
+    app.health.schema's preset clamps lie inside what the trainer accepts."""
+    from app.health.schema import LIVE_KEYS as PRESET_KEYS
+    from app.health.schema import NUM_ALPHA
+    from trainer.config import field_meta
+    from trainer.data.classes import NUM_CLASSES
+    from trainer.live import LIVE_KEYS
+
+    assert set(PRESET_KEYS) == set(LIVE_KEYS) and NUM_ALPHA == NUM_CLASSES
+    for name, k in LIVE_KEYS.items():
+        meta = field_meta(k.config_key)
+        if "check" in meta:
+            assert k.check is meta["check"], name
+        p = PRESET_KEYS[name]
+        assert p["kind"] == k.kind
+        if k.kind in ("float", "int"):
+            assert k.check(p["lo"]) and (p["hi"] is None or k.check(p["hi"])), (name, p)
