@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 from app.health import evaluate
+from app.runlib import ENDED
 
-OVER = ("finished", "early_stop", "stopped", "crashed", "skipped")  # skipped: by a plan (app/plan)
+OVER = (*ENDED, "skipped")  # skipped: by a plan (app/plan)
 MAX_PLOT_POINTS = 240
 
 

@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from trainer.live import COMMANDS
 from trainer.runfiles import UnsafeFile, open_regular
 
-COMMANDS = ("set", "pause", "resume", "stop", "checkpoint")
 MAX_LINE = 1 << 20  # a control line longer than 1 MiB is refused, not buffered forever
 READ_CHUNK = 8 << 20  # at most this much is read per poll; the rest at the next one
 MAX_MERGED = 16  # commands recovered from one line that several writers appended onto

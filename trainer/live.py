@@ -14,6 +14,10 @@ from typing import Any, Callable, Mapping
 from trainer.config import Config, _show, all_keys, field_meta
 
 
+#: the control protocol's commands (docs/control.md): the trainer answers these, the app sends them
+COMMANDS = ("set", "pause", "resume", "stop", "checkpoint")
+
+
 @dataclass(frozen=True)
 class LiveKey:
     name: str

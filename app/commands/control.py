@@ -16,10 +16,9 @@ from typing import Any
 
 import yaml
 
-from app.runlib import Run, default_runs_dir, resolve_run
+from app.runlib import ENDED, Run, default_runs_dir, resolve_run
 from trainer.live import LIVE_KEYS, format_value, validate
 
-ENDED = ("finished", "early_stop", "stopped", "crashed")
 _NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 STATUS_STYLE = {"running": "green", "paused": "yellow", "starting": "cyan", "crashed": "bold red", "stalled": "bold red",
                 "finished": "blue", "early_stop": "blue", "stopped": "magenta"}

@@ -22,9 +22,8 @@ from app import launch
 from app.placement import used_ids
 from app.plan.gate import Gate, fmt
 from app.plan.model import Plan, load_plan, read_result
-from app.runlib import Run
+from app.runlib import ENDED, Run
 
-OVER = ("finished", "early_stop", "stopped", "crashed")
 ADOPTED_POLL_S = 1.0  # how often runs started by an earlier scheduler are looked at
 
 
@@ -197,7 +196,7 @@ class Scheduler:
         for i in sorted(self.adopted):
             run = Run(self.plan.items[i].run_dir)
             run.refresh()
-            if run.state.status in OVER and run.process_alive() is not True:
+            if run.state.status in ENDED and run.process_alive() is not True:
                 self.adopted.discard(i)
                 self._ended(i)
 

@@ -5,10 +5,10 @@ Pure Python, never imports torch: the cockpit and the CLI verbs are built on it.
 
 from .find import RunNotFound, default_runs_dir, list_runs, resolve_run
 from .run import COMMANDS, ControlFileError, Run
-from .state import Adjustment, RunState, StepPoint, describe_exit
+from .state import ENDED, Adjustment, RunState, StepPoint, describe_exit
 from .tail import JsonlTail
 
 __all__ = [
-    "Adjustment", "COMMANDS", "ControlFileError", "JsonlTail", "Run", "RunNotFound", "RunState",
+    "Adjustment", "COMMANDS", "ControlFileError", "ENDED", "JsonlTail", "Run", "RunNotFound", "RunState",
     "StepPoint", "default_runs_dir", "describe_exit", "list_runs", "resolve_run",
 ]

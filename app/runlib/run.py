@@ -12,11 +12,11 @@ from pathlib import Path
 from typing import Any
 
 from app.launchers.jobinfo import job_info
-from trainer.live import validate
+from trainer.live import COMMANDS, validate
 
 from . import runfiles, safeio
 from .liveness import exit_applies, read_proc
-from .state import RunState
+from .state import ENDED, RunState
 from .tail import JsonlTail, Skipped
 
 SKIM_MIN = 16 << 20  # a record at least this long when first read is skimmed up to its tail
@@ -24,7 +24,6 @@ SKIM_TAIL = 8 << 20  # bytes at the end always parsed in full (and at least SKIM
 SKIM_EPOCHS = 4  # epochs at the end parsed in full: the stall cadence keeps liveness.EPOCHS_KEPT
 SKIM_SCAN_MAX = 64 << 20  # never look further back than this for those epochs
 
-COMMANDS = ("set", "pause", "resume", "stop", "checkpoint")
 _HOST = socket.gethostname()
 
 
@@ -284,7 +283,7 @@ class Run:
             ans = self.answer(cmd_id)
             if ans is not None:
                 return ans
-            if self.state.status in ("finished", "early_stop", "stopped", "crashed") and not self.events_tail.more:
+            if self.state.status in ENDED and not self.events_tail.more:
                 return None
             left = deadline - time.monotonic()
             if left <= 0:

@@ -32,6 +32,9 @@ from .records import (  # noqa: F401 - re-exported
 )
 from .safeio import clean, clean_value
 
+#: the statuses of a run that has ended (its trainer will write nothing more): the end event's, mapped
+ENDED = tuple(dict.fromkeys(END_STATUS.values()))
+
 
 class RunState(StatusMixin):
     """The run as its files describe it. Feed it with :meth:`apply` and :meth:`apply_command`."""

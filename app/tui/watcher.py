@@ -24,6 +24,7 @@ from typing import Any, Callable, Sequence
 from app import gpu as gpu_mod
 from app.launch import LaunchSpec, reap
 from app.notify import Notifier, end_detail
+from app.runlib import ENDED
 from app.snapshot import RunView, build_view
 
 GPU_EVERY = 2.0  # seconds between GPU queries
@@ -191,7 +192,7 @@ class Watcher:
         for i, run in enumerate(self.runs):
             st = run.state
             device = str((st.start or {}).get("device") or st.meta.get("device") or "")
-            if "cuda" not in device or st.status in ("finished", "early_stop", "stopped", "crashed"):
+            if "cuda" not in device or st.status in ENDED:
                 self._gpu[i] = None
                 continue
             pid = run.pid()

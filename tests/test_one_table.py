@@ -1,0 +1,44 @@
+"""One table per fact: the statuses of an ended run and the control commands are each written once in
+the source of app/ and trainer/ (every other place imports them)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+FACTS = {
+    "ended statuses": {"finished", "early_stop", "stopped", "crashed"},
+    "control commands": {"set", "pause", "resume", "stop", "checkpoint"},
+}
+
+
+def _literal_sets():
+    for p in sorted([*(ROOT / "app").rglob("*.py"), *(ROOT / "trainer").rglob("*.py")]):
+        for node in ast.walk(ast.parse(p.read_text(), str(p))):
+            if isinstance(node, (ast.Tuple, ast.List, ast.Set)) and node.elts:
+                if all(isinstance(e, ast.Constant) and isinstance(e.value, str) for e in node.elts):
+                    yield f"{p.relative_to(ROOT)}:{node.lineno}", {e.value for e in node.elts}
+            elif isinstance(node, ast.Dict) and node.values and all(
+                    isinstance(v, ast.Constant) and isinstance(v.value, str) for v in node.values):
+                yield f"{p.relative_to(ROOT)}:{node.lineno}", {v.value for v in node.values}
+
+
+def test_each_fact_is_written_once():
+    found = {fact: [] for fact in FACTS}
+    for where, values in _literal_sets():
+        for fact, want in FACTS.items():
+            if values in (want, want | {"skipped"}):
+                found[fact].append(where)
+    assert {fact: len(places) for fact, places in found.items()} == {fact: 1 for fact in FACTS}, found
+
+
+def test_the_tables_are_the_ones_imported():
+    from app.commands import control
+    from app.plan import scheduler
+    from app.runlib import COMMANDS, ENDED, run
+    from trainer import control as trainer_control
+    from trainer.live import COMMANDS as TRAINER_COMMANDS
+
+    assert COMMANDS is TRAINER_COMMANDS is trainer_control.COMMANDS is run.COMMANDS
+    assert control.ENDED is ENDED is scheduler.ENDED and set(ENDED) == FACTS["ended statuses"]
