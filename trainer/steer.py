@@ -8,7 +8,7 @@ rank applies the same commands at the same step) and asks it what to do next.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -21,10 +21,8 @@ from trainer.record import EventWriter
 class Requests:
     """What the commands of one poll asked the loop to do (besides setting values)."""
 
-    pause: bool | None = None  # True: pause, False: resume
     stop: str | None = None  # command id
     checkpoint: str | None = None  # command id
-    changed: dict[str, Any] = field(default_factory=dict)
 
 
 class Steering:
@@ -188,7 +186,6 @@ class Steering:
             changes = {k: [self.live.get(k), v] for k, v in clean.items()}
             self.live.update(clean)
             self._apply(clean)
-            req.changed.update(clean)
             self._answer("ack", inc, cmd="set", changes=changes, epoch=epoch, step=step + 1,
                          reason=inc.cmd.get("reason", ""))
         elif cmd_name in ("pause", "resume"):
@@ -197,7 +194,6 @@ class Steering:
                          note="" if want != self.paused else f"already {'paused' if want else 'running'}")
             if want != self.paused:
                 self.paused = want
-                req.pause = want
                 if self.is_main:
                     self.events.emit("paused" if want else "resumed", id=inc.id, epoch=epoch, step=step)
         elif cmd_name == "stop":

@@ -35,13 +35,12 @@ def run(tmp_path):
 def test_set_is_acked_with_old_and_new_and_applied(run):
     s, send, answers, applied, _ = run
     send({"v": 1, "id": "a", "cmd": "set", "values": {"lr": 3e-4, "gamma": 1.5}, "reason": "preset: unstable"})
-    req = s.poll(epoch=4, step=99)
+    s.poll(epoch=4, step=99)
     (ack,) = answers()
     assert ack["type"] == "ack" and ack["id"] == "a"
     assert ack["changes"] == {"lr": [5e-4, 3e-4], "gamma": [2.0, 1.5]}
     assert (ack["epoch"], ack["step"]) == (4, 100)
-    assert applied == [{"lr": 3e-4, "gamma": 1.5}] and s.live["lr"] == 3e-4
-    assert req.changed == {"lr": 3e-4, "gamma": 1.5}
+    assert applied == [{"lr": 3e-4, "gamma": 1.5}] and s.live["lr"] == 3e-4 and s.live["gamma"] == 1.5
 
 
 @pytest.mark.parametrize(
@@ -93,16 +92,18 @@ def test_partial_line_waits_for_its_end(run):
     assert answers() == []
     with open(tmp / "control.jsonl", "a") as f:
         f.write('use"}\n')
-    req = s.poll(1, 0)
-    assert req.pause is True and s.paused and answers()[0]["id"] == "p"
+    s.poll(1, 0)
+    assert s.paused and answers()[0]["id"] == "p"
 
 
 def test_pause_resume_stop_checkpoint_requests(run):
     s, send, answers, _, tmp = run
     send({"v": 1, "id": "1", "cmd": "pause"})
-    assert s.poll(1, 0).pause is True
+    s.poll(1, 0)
+    assert s.paused
     send({"v": 1, "id": "2", "cmd": "resume"})
-    assert s.poll(1, 0).pause is False and not s.paused
+    s.poll(1, 0)
+    assert not s.paused
     send({"v": 1, "id": "3", "cmd": "checkpoint"})
     assert s.poll(1, 0).checkpoint == "3"
     send({"v": 1, "id": "4", "cmd": "stop"})
@@ -180,7 +181,8 @@ def test_a_resumed_reader_continues_at_the_checkpoints_position_silently(run):
     assert s2.reader.seek(position)
     replay = s2.restore(ckpt_answered, read_events(tmp / "events.jsonl"), epoch=2)
     assert replay == {"lr": 1e-4}
-    assert s2.poll(2, 0).pause is None and not s2.paused  # the old pause is not applied again
+    s2.poll(2, 0)
+    assert not s2.paused  # the old pause is not applied again
     send({"v": 1, "id": "b", "cmd": "pause"})  # a real duplicate, written after the resume
     s2.poll(2, 1)
     warns = [e for e in read_events(tmp / "events.jsonl") if e["type"] == "warning"]
