@@ -42,3 +42,22 @@ def test_the_tables_are_the_ones_imported():
 
     assert COMMANDS is TRAINER_COMMANDS is trainer_control.COMMANDS is run.COMMANDS
     assert control.ENDED is ENDED is scheduler.ENDED and set(ENDED) == FACTS["ended statuses"]
+
+
+def test_the_palette_and_segwatch_set_read_a_typed_value_alike():
+    """One parser for a typed value (trainer.safe_yaml.typed_value): YAML plus numbers YAML 1.1 leaves as text."""
+    from app.commands.control import parse_assignments
+    from app.tui.commands import parse_value
+
+    for raw, want in [("3e-4", 3e-4), ("[1e-3, 2]", [1e-3, 2]), ("[0.8, 1.2]", [0.8, 1.2]), ("true", True), ("5", 5)]:
+        got = parse_value(raw)
+        assert got == want and type(got) is type(want), (raw, got)
+        assert parse_assignments([f"k={raw}"])["k"] == got, raw
+
+
+def test_number_helpers_have_one_home():
+    from trainer.safe_yaml import as_number, is_number
+
+    assert [is_number(v) for v in (1, 2.5, True, "1", None, float("nan"))] == [True, True, False, False, False, True]
+    assert not is_number(float("inf"), finite=True) and not is_number(10**400, finite=True)
+    assert as_number(3) == 3.0 and as_number(False) is None

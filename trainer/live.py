@@ -7,11 +7,11 @@ what it is about to send and resolves presets against it. The table is docs/cont
 from __future__ import annotations
 
 import difflib
-import math
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
 from trainer.config import Config, _show, all_keys, field_meta
+from trainer.safe_yaml import is_number
 
 
 #: the control protocol's commands (docs/control.md): the trainer answers these, the app sends them
@@ -29,10 +29,7 @@ class LiveKey:
 
 
 def _num(v: Any) -> bool:
-    try:
-        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-    except OverflowError:  # an int too large for a float: not a usable number
-        return False
+    return is_number(v, finite=True)
 
 
 def _always(v: Any) -> bool:

@@ -7,6 +7,8 @@ laughs"), and one-line errors raised as the caller's own error class, naming the
 
 from __future__ import annotations
 
+import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +17,40 @@ import yaml
 MAX_FILE_BYTES = 1 << 20  # a config is a page of YAML; anything larger is refused unread
 MAX_VALUES = 100_000  # values once YAML aliases are expanded
 MAX_SHOWN = 60  # characters of a bad value or key quoted in an error message
+
+
+_NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
+
+
+def typed_value(raw: str) -> Any:
+    """A value a person typed (``segwatch set lr=3e-4``, the palette's ``set lr 3e-4``): YAML, plus the
+    numbers YAML 1.1 reads as strings ('3e-4' -> 0.0003, also inside lists). Raises yaml.YAMLError."""
+    return _numify(yaml.safe_load(raw))
+
+
+def _numify(v: Any) -> Any:
+    if isinstance(v, str) and _NUMBER.match(v.strip()):
+        s = v.strip()
+        return float(s) if any(c in s for c in ".eE") else int(s)
+    if isinstance(v, list):
+        return [_numify(x) for x in v]
+    return v
+
+
+def is_number(v: Any, finite: bool = False) -> bool:
+    """A real number read from YAML or JSON (a bool is not one); ``finite``: and finite (an int too
+    large for a float is not)."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return False
+    try:
+        return not finite or math.isfinite(v)
+    except OverflowError:
+        return False
+
+
+def as_number(v: Any) -> float | None:
+    """``v`` as a float if it is a real number (see `is_number`), else None."""
+    return float(v) if is_number(v) else None
 
 
 class _LoadProblem(ValueError):

@@ -8,7 +8,6 @@ trainer (nack), 2 bad input (unknown run, malformed KEY=VALUE, a value the live 
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 import time
 from pathlib import Path
@@ -18,8 +17,8 @@ import yaml
 
 from app.runlib import ENDED, Run, default_runs_dir, resolve_run
 from trainer.live import LIVE_KEYS, format_value, validate
+from trainer.safe_yaml import typed_value
 
-_NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 STATUS_STYLE = {"running": "green", "paused": "yellow", "starting": "cyan", "crashed": "bold red", "stalled": "bold red",
                 "finished": "blue", "early_stop": "blue", "stopped": "magenta"}
 
@@ -63,16 +62,6 @@ def _err(args: argparse.Namespace, msg: str) -> int:
     return 2
 
 
-def _numify(v: Any) -> Any:
-    """YAML 1.1 reads '3e-4' as a string: make number-looking strings numbers."""
-    if isinstance(v, str) and _NUMBER.match(v.strip()):
-        s = v.strip()
-        return float(s) if any(c in s for c in ".eE") else int(s)
-    if isinstance(v, list):
-        return [_numify(x) for x in v]
-    return v
-
-
 def parse_assignments(items: list[str]) -> dict[str, Any]:
     values: dict[str, Any] = {}
     for item in items:
@@ -85,7 +74,7 @@ def parse_assignments(items: list[str]) -> dict[str, Any]:
         if key in values:
             raise BadInput(f"{key} is given twice")
         try:
-            values[key] = _numify(yaml.safe_load(raw))
+            values[key] = typed_value(raw)
         except yaml.YAMLError:
             raise BadInput(f"{key}: cannot read the value {raw!r} (YAML: 3e-4, true, [0.8, 1.2])") from None
     return values

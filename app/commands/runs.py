@@ -20,6 +20,7 @@ from app.commands.control import STATUS_STYLE
 from app.runlib import Run, RunNotFound, default_runs_dir, list_runs, resolve_run
 from app.runlib.find import is_run_dir
 from app.snapshot import build_view, fmt_duration
+from trainer.safe_yaml import as_number
 
 ALIVE = ("starting", "running", "paused", "stalled")
 
@@ -55,8 +56,7 @@ def _err(msg: str, code: int = 2) -> int:
     return code
 
 
-def _num(v: Any) -> float | None:
-    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+_num = as_number
 
 
 def ls_row(i: int, run: Run, now: float) -> dict[str, Any]:

@@ -12,6 +12,7 @@ import math
 from typing import Any, Mapping
 
 from app.health.schema import LIVE_KEYS, KeyOps, Preset, Rules
+from trainer.safe_yaml import is_number
 
 FOCAL_KEYS = ("gamma", "alpha")  # no effect while use_focal is false
 
@@ -29,7 +30,7 @@ def _tidy(x: float) -> float:
 
 
 def _num(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    return is_number(v, finite=True)
 
 
 def _scalar(op: str, arg: Any, x: float) -> float:

@@ -26,6 +26,8 @@ import operator
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from trainer.safe_yaml import is_number
+
 DEFAULT_GATE = "best_val_f < success_threshold"
 
 #: name -> what it means (shown in errors and in docs/run-directory.md)
@@ -193,7 +195,7 @@ class Gate:
 
 
 def _num(x: Any) -> None:
-    if isinstance(x, bool) or not isinstance(x, (int, float)):
+    if not is_number(x):
         raise TypeError(f"{x!r} is not a number")
 
 

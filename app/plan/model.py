@@ -18,6 +18,7 @@ from typing import Any
 
 from app.health import load_rules
 from app.runlib import Run, safeio
+from trainer.safe_yaml import as_number
 
 PLAN_VERSION = 1
 #: queued -> started -> ended, or queued -> skipped (a gate did not hold, or the run before it
@@ -183,5 +184,4 @@ def result_of(run: Any) -> dict:
     }
 
 
-def _num(v: Any) -> float | None:
-    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+_num = as_number

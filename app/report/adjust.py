@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app.report.collect import RunRecord
+from trainer.safe_yaml import is_number
 
 MIN_WINDOW = 2  # epochs ended with the change before the report judges it
 NOISE_FLOOR = 0.002  # val F: differences smaller than this are never called an effect
@@ -27,8 +28,7 @@ class Event:
     window: list = field(default_factory=list)  # [(epoch, val F)] inside the window, in order
 
 
-def _num(x: Any) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool)
+_num = is_number
 
 
 def f4(x: Any) -> str:

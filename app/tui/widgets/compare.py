@@ -7,6 +7,7 @@ from textual.widget import Widget
 
 from app.snapshot import RunView
 from trainer.data.classes import CLASS_NAMES, SMALL_CLASSES
+from trainer.safe_yaml import is_number
 
 NOISE = 0.01  # differences below this are shown plain
 
@@ -72,8 +73,7 @@ class CompareBar(Widget):
         return t
 
 
-def _num(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
+_num = is_number
 
 
 def _f(v) -> str:
