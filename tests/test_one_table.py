@@ -61,3 +61,15 @@ def test_number_helpers_have_one_home():
     assert [is_number(v) for v in (1, 2.5, True, "1", None, float("nan"))] == [True, True, False, False, False, True]
     assert not is_number(float("inf"), finite=True) and not is_number(10**400, finite=True)
     assert as_number(3) == 3.0 and as_number(False) is None
+
+
+def test_the_val_f_plot_draws_the_rules_numbers():
+    from app.health import load_rules, plot_thresholds
+    from app.tui.widgets.plots import DEFAULT_THRESHOLDS
+
+    rules = load_rules()
+    assert DEFAULT_THRESHOLDS == plot_thresholds(rules)
+    assert DEFAULT_THRESHOLDS["target"] == rules.thresholds.late_success
+    assert DEFAULT_THRESHOLDS["milestones"][1] == (rules.milestones.mid_val_f_epoch, rules.thresholds.mid_val_f_healthy)
+    own = load_rules(overrides={"thresholds": {"late_success": 0.8}})
+    assert plot_thresholds(own)["target"] == 0.8

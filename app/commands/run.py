@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from app import launch, launchers
-from app.health import RulesError, load_rules
+from app.health import Rules, RulesError, load_rules, plot_thresholds
 from app.plan import start as plan_start
 from app.runlib import Run, RunNotFound, default_runs_dir, list_runs, resolve_run
 from trainer.config import ConfigError, load_config
@@ -114,12 +114,7 @@ def rules_for(health: Any, source: str) -> Any:
 
 
 def thresholds_of(rules: Any) -> dict | None:
-    try:
-        m, t = rules.milestones, rules.thresholds
-        return {"milestones": ((m.early_val_f_epoch, t.early_val_f_healthy), (m.mid_val_f_epoch, t.mid_val_f_healthy)),
-                "target": t.late_success}
-    except AttributeError:
-        return None
+    return plot_thresholds(rules) if isinstance(rules, Rules) else None
 
 
 def open_views(runs: list[Run], rules: list[Any], args: argparse.Namespace, specs: list = (), plan: Any = None,

@@ -12,11 +12,12 @@ Rules, definitions and presets: docs/health.md; defaults: app/health/default_rul
 
 from app.health.evaluate import RUN_STATES, Action, Signal, Verdict, evaluate
 from app.health.presets import describe_ops, list_presets, resolve_preset
-from app.health.rules import DEFAULT_RULES_PATH, RulesError, load_rules
+from app.health.rules import DEFAULT_RULES_PATH, RulesError, load_rules, plot_thresholds
 from app.health.schema import LIVE_KEYS, SIGNAL_IDS, Preset, Rules
 from app.health.signals import LABELS
 
 __all__ = [
     "Action", "DEFAULT_RULES_PATH", "LABELS", "LIVE_KEYS", "Preset", "RUN_STATES", "Rules", "RulesError",
-    "SIGNAL_IDS", "Signal", "Verdict", "describe_ops", "evaluate", "list_presets", "load_rules", "resolve_preset",
+    "SIGNAL_IDS", "Signal", "Verdict", "describe_ops", "evaluate", "list_presets", "load_rules", "plot_thresholds",
+    "resolve_preset",
 ]

@@ -178,3 +178,12 @@ def load_rules(path: str | Path | None = None, overrides: Mapping | None = None,
     _cross_checks(merged, who)
     names = [str(path or DEFAULT_RULES_PATH)] + (["health: overrides from " + source] if overrides else [])
     return _build(merged, " + ".join(names))
+
+
+def plot_thresholds(rules: Rules | None = None) -> dict:
+    """What the val F plot draws: the (epoch, val F) milestones and the late target of ``rules``
+    (the default rules, app/health/default_rules.yaml, when None): the plot's numbers are the rules'."""
+    rules = rules if rules is not None else load_rules()
+    m, t = rules.milestones, rules.thresholds
+    return {"milestones": ((m.early_val_f_epoch, t.early_val_f_healthy), (m.mid_val_f_epoch, t.mid_val_f_healthy)),
+            "target": t.late_success}

@@ -7,11 +7,12 @@ from typing import Any
 
 from textual_plotext import PlotextPlot
 
+from app.health import plot_thresholds
 from app.snapshot import RunView
 
-# (epoch, val F) milestones and the late target, the plan's numbers; app.health rules may
-# override them (see FPlot.thresholds).
-DEFAULT_THRESHOLDS = {"milestones": ((10, 0.30), (100, 0.65)), "target": 0.73}
+# (epoch, val F) milestones and the late target: the default health rules' (app/health/default_rules.yaml);
+# a run's own rules override them (see FPlot.thresholds).
+DEFAULT_THRESHOLDS = plot_thresholds()
 
 
 def x_max(v: RunView, data_x: tuple) -> float:
