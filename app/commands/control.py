@@ -1,4 +1,5 @@
-"""Command-line verbs that steer runs: set, pause, resume, stop, checkpoint (`ls` and `rm`: app/commands/runs.py).
+"""Command-line verbs that steer runs: set, pause, stop, checkpoint (`resume`, which also restarts an ended run:
+app/commands/run.py; `ls` and `rm`: app/commands/runs.py).
 
 Exit codes for the steering verbs: 0 sent (or, with --wait, acknowledged), 1 refused by the
 trainer (nack), 2 bad input (unknown run, malformed KEY=VALUE, a value the live table refuses),
@@ -35,22 +36,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("run", help="run name (under --runs-dir) or run directory")
     p.add_argument("assignments", nargs="+", metavar="KEY=VALUE")
-    _common(p)
+    add_command_options(p)
     p.set_defaults(func=cmd_set)
-    helps = {"pause": "hold a run between steps", "resume": "continue a paused run",
+    helps = {"pause": "hold a run between steps",
              "stop": "stop a run cleanly (it writes a checkpoint and an end event)",
              "checkpoint": "write a checkpoint now"}
     for verb, h in helps.items():
         p = sub.add_parser(verb, help=h, description=h[0].upper() + h[1:] + ".")
         p.add_argument("run", help="run name (under --runs-dir) or run directory")
-        _common(p)
+        add_command_options(p)
         p.set_defaults(func=cmd_simple, verb=verb)
     from app.commands.runs import register_ls  # here: it imports this module
 
     register_ls(sub)
 
 
-def _common(p: argparse.ArgumentParser) -> None:
+def add_command_options(p: argparse.ArgumentParser) -> None:
+    """--wait, --timeout, --reason and --runs-dir of a verb that sends a command (also `resume`)."""
     p.add_argument("--wait", action="store_true", help="wait for the trainer's answer")
     p.add_argument("--timeout", type=float, default=30.0, metavar="S", help="seconds to wait (default 30)")
     p.add_argument("--reason", default="", metavar="TEXT", help="why (kept with the command)")

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from app import launch, launchers
+from app.commands import control
 from app.health import Rules, RulesError, load_rules, plot_thresholds
 from app.plan import start as plan_start
 from app.runlib import Run, RunNotFound, default_runs_dir, list_runs, resolve_run
@@ -48,25 +49,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     _view_options(p)
     p.set_defaults(func=cmd_attach)
 
-    if "resume" in sub.choices:
-        # app.commands.control registered `resume` (continue a paused run): extend it, so one verb
-        # continues a run whatever its state: paused -> resume command, ended -> restart from the
-        # last checkpoint and attach.
-        p = sub.choices["resume"]
-        p.description = (p.description or "") + " A stopped or crashed run is restarted from its last checkpoint."
-        _add_missing(p, "--device", choices=("auto", "cpu", "cuda"), default="auto", help="device for a restarted run")
-        _add_missing(p, "--allow-reshape", action="store_true", help=RESHAPE_HELP)
-        _view_options(p, skip_existing=True)
-        launchers.add_arguments(p)
-        p.set_defaults(func=_combined_resume(p.get_default("func")))
-    else:
-        p = sub.add_parser("resume", help="restart a stopped or crashed run from its last checkpoint and attach")
-        p.add_argument("run", metavar="RUN")
-        p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-        p.add_argument("--allow-reshape", action="store_true", help=RESHAPE_HELP)
-        _view_options(p)
-        launchers.add_arguments(p)
-        p.set_defaults(func=cmd_resume)
+    # one verb continues a run whatever its state: paused -> the `resume` command (as the control
+    # verbs send theirs), ended -> restart from the last checkpoint and attach
+    p = sub.add_parser("resume", help="continue a paused run",
+                       description="Continue a paused run. A stopped or crashed run is restarted from its last checkpoint.")
+    p.add_argument("run", help="run name (under --runs-dir) or run directory")
+    control.add_command_options(p)
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="device for a restarted run")
+    p.add_argument("--allow-reshape", action="store_true", help=RESHAPE_HELP)
+    _view_options(p, skip_existing=True)
+    launchers.add_arguments(p)
+    p.set_defaults(func=cmd_resume, verb="resume")
 
 
 RESHAPE_HELP = ("a DDP run restarts on the process count it was trained with; this lets it continue on fewer "
@@ -232,7 +225,7 @@ def cmd_attach(args: argparse.Namespace) -> int:
     return open_views(runs, [_run_rules(r) for r in runs], args)
 
 
-def cmd_resume(args: argparse.Namespace, fallback: Any = None) -> int:
+def cmd_resume(args: argparse.Namespace) -> int:
     try:
         d = resolve_run(args.run, _runs_dir(args))
     except RunNotFound as e:
@@ -244,10 +237,8 @@ def cmd_resume(args: argparse.Namespace, fallback: Any = None) -> int:
         print(f"segwatch: {run.name} is {run.state.status_detail()}; attaching", file=sys.stderr)
         return open_views([run], [_run_rules(run)], args)
     if status in ALIVE and run.process_alive() is not False:
-        if status == "paused" and fallback is not None:
-            return fallback(args)  # the control verb: send `resume` to the paused trainer
         if status == "paused":
-            run.send("resume", reason="segwatch resume", source="cli")
+            return control.cmd_simple(args)  # send `resume` to the paused trainer, as the control verbs do
         print(f"segwatch: {run.name} is {status}; attaching", file=sys.stderr)
         return open_views([run], [_run_rules(run)], args)
     if status == "finished":
@@ -269,9 +260,3 @@ def cmd_resume(args: argparse.Namespace, fallback: Any = None) -> int:
     resumed.expect_restart(since, run.state.last_seq, spec.attempt)
     return open_views([resumed], [_run_rules(run)], args, [spec])
 
-
-def _combined_resume(control_func: Any) -> Any:
-    def func(args: argparse.Namespace) -> int:
-        return cmd_resume(args, fallback=control_func)
-
-    return func

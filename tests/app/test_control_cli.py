@@ -188,3 +188,32 @@ def test_ls_empty_and_missing(tmp_path, capsys):
     assert "no runs in" in capsys.readouterr().out
 
 
+
+
+def test_the_resume_verb_has_one_owner():
+    """`resume` is registered once, by app/commands/run.py (a paused run gets the command, an ended one restarts);
+    the control verbs' module registers pause, stop and checkpoint only."""
+    import argparse
+
+    from app.cli import build_parser
+    from app.commands import control, run
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    assert sub.choices["resume"].get_default("func") is run.cmd_resume
+    alone = argparse.ArgumentParser().add_subparsers()
+    control.register(alone)
+    assert {"pause", "stop", "checkpoint"} <= set(alone.choices) and "resume" not in alone.choices
+
+
+def test_segwatch_resume_on_a_paused_run_sends_resume_and_waits(runs, capsys):
+    import app.cli
+
+    rec = live_run(runs)
+    with FakeTrainer(rec):
+        assert main(["pause", "alpha", "--wait", "--timeout", "10"]) == 0
+        capsys.readouterr()
+        assert app.cli.main(["resume", "alpha", "--wait", "--timeout", "10", "--reason", "back"]) == 0
+    out = capsys.readouterr().out
+    assert "alpha: resume" in out and "applied at epoch 1" in out
+    sent = [json.loads(x) for x in (rec.dir / "control.jsonl").read_text().splitlines()]
+    assert [(c["cmd"], c.get("reason")) for c in sent] == [("pause", None), ("resume", "back")]
