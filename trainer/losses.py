@@ -1,6 +1,6 @@
 """Segmentation losses: multi-class softmax focal loss, soft Dice, cross-entropy.
 
-Conventions (see ``/work/shared/domain.md``):
+Conventions (see ``docs/domain.md``):
 
 * Inputs are ``logits`` of shape ``B x C x H x W`` (any float dtype; computed in
   float32, or float64 if given float64) and an integer ``target`` of shape

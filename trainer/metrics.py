@@ -1,4 +1,4 @@
-"""The organisers' F-measure for CelebAMask-HQ face parsing (see ``/work/shared/domain.md``).
+"""The organisers' F-measure for CelebAMask-HQ face parsing (see ``docs/domain.md``).
 
 Definitions (``C`` classes, ``eps = 1e-7``, ``beta = 1``):
 

@@ -1,7 +1,7 @@
 """LMSA face-parsing network: a small encoder-decoder with multi-scale attention.
 
 "LMSA" (lightweight multi-scale attention) is not defined by any paper (see
-``/work/shared/domain.md``).  Here it is a genuine multi-scale convolutional attention
+``docs/domain.md``).  Here it is a genuine multi-scale convolutional attention
 in the spirit of SegNeXt's MSCA: a 5x5 depthwise conv followed by three parallel
 depthwise strip-conv pairs (1x7/7x1, 1x11/11x1, 1x21/21x1), summed, mixed by a 1x1
 conv and used as *multiplicative* attention weights on the block input.
