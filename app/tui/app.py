@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
+from rich.markup import escape
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Container
@@ -17,7 +18,7 @@ from textual.message import Message
 from textual.reactive import reactive
 from textual.screen import ModalScreen
 from textual.widgets import Footer, Static
-from textual.worker import get_current_worker
+from textual.worker import Worker, WorkerState, get_current_worker
 
 from app.launch import LaunchSpec
 from app.notify import Delivery
@@ -115,6 +116,7 @@ class SegwatchApp(CockpitActions, App[int]):
         self.run_table = RunTable(id="runtable")
         self.body = Body(id="body")
         self.table_mode = False  # more runs than fit: a row per run, the selected run's pane beside
+        self.worker_errors: list[str] = []  # a cockpit worker that failed (shown in the header)
 
     # --- layout -----------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -135,7 +137,7 @@ class SegwatchApp(CockpitActions, App[int]):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.run_worker(self._watch, thread=True, name="watcher", group="watcher", exclusive=True)
+        self.run_worker(self._watch, thread=True, name="watcher", group="watcher", exclusive=True, exit_on_error=False)
         self.set_interval(1.0, self._clock)
         self._apply_mode()
         self._show_selection()
@@ -164,6 +166,20 @@ class SegwatchApp(CockpitActions, App[int]):
     def _watch(self) -> None:
         worker = get_current_worker()
         self.watcher.loop(lambda: worker.is_cancelled, lambda: self.post_message(RunsChanged()))
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        self.worker_state_changed(event.worker, event.state)
+
+    def worker_state_changed(self, worker: Worker, state: WorkerState) -> None:
+        """The one error handler of the cockpit's workers (the watcher; the plan bar forwards its own):
+        they run with exit_on_error=False, so a failure is shown in the header and as a toast, and
+        the cockpit stays up instead of ending with a traceback."""
+        if state != WorkerState.ERROR:
+            return
+        err = worker.error
+        self.worker_errors.append(f"{worker.name or 'worker'} stopped: {type(err).__name__}: {err}")
+        self.notify(self.worker_errors[-1], title="segwatch", severity="error", timeout=30)
+        self._update_topbar()
 
     # --- updates from the watcher ----------------------------------------------------------
     def on_runs_changed(self, _: RunsChanged) -> None:
@@ -214,7 +230,8 @@ class SegwatchApp(CockpitActions, App[int]):
         n = len(self.watcher.runs)
         colours = " ".join(f"[{x.colour}]●[/]" for _, x in sorted(self.views.items()))
         sel = f"selected [b]{self.selected + 1} {v.name}[/b]" if v else f"selected {self.selected + 1}"
-        errs = f"  [red]{self.watcher.errors[-1]}[/]" if self.watcher.errors else ""
+        last_error = (self.worker_errors or self.watcher.errors or [""])[-1]
+        errs = f"  [red]{escape(last_error)}[/]" if last_error else ""
         text = (f"[b]segwatch[/b]  {n} run{'s' if n != 1 else ''} {colours}  {sel}   "
                 f"[dim]tab/1-9 select · ? help · ctrl+p palette · q quit[/]{errs}")
         if text != self._topbar_text:

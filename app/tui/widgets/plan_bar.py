@@ -10,7 +10,7 @@ import threading
 
 from textual.message import Message
 from textual.widgets import Static
-from textual.worker import get_current_worker
+from textual.worker import Worker, get_current_worker
 
 from app.notify import gate_lines
 from app.plan.watch import PlanWatch
@@ -38,7 +38,10 @@ class PlanBar(Static):
         self._stop = threading.Event()
 
     def on_mount(self) -> None:
-        self.run_worker(self._follow, thread=True, name="plan", group="plan", exclusive=True)
+        self.run_worker(self._follow, thread=True, name="plan", group="plan", exclusive=True, exit_on_error=False)
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        self.app.worker_state_changed(event.worker, event.state)  # the cockpit's one handler
 
     def on_unmount(self) -> None:
         self._stop.set()
