@@ -20,8 +20,9 @@ def read_mapping(path: Path, notes: dict[str, str], *, yaml_file: bool = False,
                  max_bytes: int | None = None) -> dict | None:
     """The JSON/YAML mapping in ``path`` with its strings cleaned; None if absent or unusable.
 
-    A file refused by safeio (not a regular file, too big, too deep) is noted in ``notes``
-    under its name; a later good read removes the note.
+    A file refused by safeio (not a regular file, too big, too deep), one that does not parse or
+    holds no mapping is noted in ``notes`` under its name (shown with the run); a later good read
+    removes the note.
     """
     try:
         if yaml_file:
@@ -34,10 +35,15 @@ def read_mapping(path: Path, notes: dict[str, str], *, yaml_file: bool = False,
     except FileNotFoundError:
         notes.pop(path.name, None)
         return None
-    except (OSError, ValueError, yaml.YAMLError):
+    except (OSError, ValueError, yaml.YAMLError) as e:  # shown with the run, not swallowed
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:120]
+        notes[path.name] = f"{path.name} cannot be read ({type(e).__name__}: {first}); ignored"
         return None
+    if not isinstance(data, dict):
+        notes[path.name] = f"{path.name} holds a {type(data).__name__}, not a mapping; ignored"
+        return {}
     notes.pop(path.name, None)
-    return safeio.clean_value(data) if isinstance(data, dict) else {}
+    return safeio.clean_value(data)
 
 
 def stderr_tail(run_dir: Path, n: int, notes: dict[str, str] | None = None, max_bytes: int = 64 * 1024) -> list[str]:

@@ -215,3 +215,23 @@ def test_an_old_end_event_without_a_validation_has_no_best(tmp_path):
     rec.end("stopped", epoch=0, best_val_f=-1.0, best_epoch=0)
     st = replay(rec.dir)
     assert st.status == "stopped" and st.best_val_f is None and st.best_epoch is None
+
+
+def test_a_broken_config_meta_or_plan_file_is_a_note_on_the_run(tmp_path):
+    """config.yaml, meta.json or plan.json that cannot be parsed (or holds no mapping) is shown as a
+    note on the run, not passed over in silence; a good file later clears the note."""
+    rec = Record(tmp_path / "r")
+    rec.start()
+    (rec.dir / "config.yaml").write_text("training: [unclosed\n")
+    (rec.dir / "meta.json").write_text("{not json")
+    (rec.dir / "plan.json").write_text("[1, 2]")
+    run = Run(rec.dir)
+    run.refresh()
+    notes = run.state.file_notes
+    assert notes["config.yaml"].startswith("config.yaml cannot be read (") and notes["config.yaml"].endswith("; ignored")
+    assert notes["meta.json"].startswith("meta.json cannot be read (JSONDecodeError")
+    assert notes["plan.json"] == "plan.json holds a list, not a mapping; ignored"
+    assert "config.yaml cannot be read" in run._read_note()
+    (rec.dir / "meta.json").write_text("{}")
+    run.refresh()
+    assert "meta.json" not in run.state.file_notes
