@@ -192,9 +192,10 @@ class EventWriter:
             self._fd = None
 
 
-def read_events(path: Path) -> list[dict]:
-    """All parseable events of a record, in file order (used on resume and in tests)."""
-    out = []
+def read_events(path: Path, skipped: list[int] | None = None) -> list[dict]:
+    """All parseable events of a record, in file order (used on resume and in tests). The number of
+    lines that are not events (unparseable, too long, not an object) is appended to ``skipped``."""
+    out, bad = [], 0
     try:
         fd = open_regular(path)  # UnsafeFile for a link, FIFO or directory
     except FileNotFoundError:
@@ -207,11 +208,19 @@ def read_events(path: Path) -> list[dict]:
             if len(raw) > MAX_EVENT_LINE:  # not an event of this trainer: skip to the line's end
                 while raw and not raw.endswith(b"\n"):
                     raw = f.readline(MAX_EVENT_LINE + 1)
+                bad += 1
+                continue
+            if not raw.strip():
                 continue
             try:
                 ev = json.loads(raw)
             except (ValueError, UnicodeDecodeError, RecursionError):
+                bad += 1
                 continue
             if isinstance(ev, dict):
                 out.append(ev)
+            else:
+                bad += 1
+    if skipped is not None:
+        skipped.append(bad)
     return out

@@ -302,8 +302,12 @@ def open_record(c: Components, run_dir: Path, resume: dict | None, argv: list[st
         plan = None
         if main:  # only rank 0 reads control.jsonl and the record; every rank applies the same plan
             c.steering.reader.seek(resume.get("control"))
-            plan = c.steering.plan_restore(resume.get("answered", []), read_events(run_dir / "events.jsonl"),
+            skipped: list[int] = []
+            plan = c.steering.plan_restore(resume.get("answered", []), read_events(run_dir / "events.jsonl", skipped),
                                            epoch=resume["epoch"] + 1)
+            if skipped[0]:  # said in the record, not passed over (a torn last line counts too)
+                c.steering.deferred.append({"code": "unreadable_events", "message": f"{skipped[0]} line(s) of "
+                                            "events.jsonl are not events and were skipped when it was read on resume"})
         if c.dist.enabled:
             plan = c.dist.broadcast_objects([plan])[0]
         c.steering.apply_restore(plan)

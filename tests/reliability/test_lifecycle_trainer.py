@@ -220,3 +220,16 @@ def test_resume_set_that_cannot_apply_is_refused(finished_run, tmp_path, item, s
     p = run_trainer(resume_argv(run, item))
     assert p.returncode == 2 and says in p.stderr and p.stderr.count("\n") == 1, p.stderr
     assert tree_bytes(run) == before
+
+
+def test_lines_of_the_record_skipped_on_resume_are_counted_in_a_warning(finished_run, tmp_path):
+    """Lines of events.jsonl that are not events are skipped when a resume reads the record, and the
+    record says how many (a warning), instead of passing over them in silence."""
+    run = copy_run(finished_run, tmp_path)
+    with open(run / "events.jsonl", "ab") as f:
+        f.write(b"not json at all\n[1, 2]\n\n")
+    p = run_trainer(resume_argv(run, "training.epochs=2"))
+    assert p.returncode == 0, p.stderr
+    warns = [w for w in false_warnings(run) if w["code"] == "unreadable_events"]
+    assert len(warns) == 1 and warns[0]["message"].startswith("2 line(s) of events.jsonl are not events"), warns
+    assert [e["epoch"] for e in events(run, "epoch")] == [1, 2]

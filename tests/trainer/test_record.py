@@ -67,3 +67,12 @@ def test_atomic_write_leaves_no_temp_files(tmp_path):
     atomic_write_text(p, "two")
     assert p.read_text() == "two"
     assert [x.name for x in tmp_path.iterdir()] == ["meta.json"]
+
+
+def test_read_events_counts_what_it_skips(tmp_path):
+    from trainer.record import read_events
+
+    p = tmp_path / "events.jsonl"
+    p.write_bytes(b'{"type": "a"}\nnot json\n\n[1]\n{"type": "b"}\n{"torn": ')
+    skipped: list[int] = []
+    assert [e["type"] for e in read_events(p, skipped)] == ["a", "b"] and skipped == [3]
