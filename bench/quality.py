@@ -48,21 +48,31 @@ def proc_cpu(pid: int) -> float | None:
         return None
 
 
-def run_config(name: str, epochs: int, out: Path, extra: list[str], threads: int = 0) -> dict:
-    run_dir = out / name
+def run_config(name: str, epochs: int, out: Path, extra: list[str], threads: int = 0,
+               stop_after: int = 0, tag: str = "", nice: int = 0) -> dict:
+    """``stop_after`` > 0: run the config's own schedule (its epoch count, warmup and cosine
+    untouched) and stop the trainer (SIGTERM: it checkpoints and ends 'stopped') once epoch
+    ``stop_after`` is recorded. Otherwise ``training.epochs`` is set to ``epochs``."""
+    label = tag or name
+    run_dir = out / label
     if run_dir.exists():
         import shutil
         shutil.rmtree(run_dir)
     cmd = [sys.executable, "-m", "trainer", "--config", str(ROOT / "configs" / f"{name}.yaml"),
-           "--set", f"training.epochs={epochs}", *extra, "--run-dir", str(run_dir), "--device", "cpu"]
-    if epochs <= 10:  # warmup must stay below the epoch count
+           *([] if stop_after else ["--set", f"training.epochs={epochs}"]), *extra,
+           "--run-dir", str(run_dir), "--device", "cpu"]
+    if not stop_after and epochs <= 10:  # warmup must stay below the epoch count
         cmd[cmd.index("--run-dir"):cmd.index("--run-dir")] = ["--set", f"training.warmup_epochs={max(0, epochs - 1)}"]
+    if nice:
+        cmd = ["nice", "-n", str(nice), *cmd]
     env = dict(os.environ)
     if threads:
         env["OMP_NUM_THREADS"] = str(threads)
     load0 = os.getloadavg()
     t0 = time.perf_counter()
-    log = open(out / f"{name}.log", "w")
+    log = open(out / f"{label}.log", "w")
+    (out / f"{label}.cmd").write_text(" ".join(cmd).replace(str(ROOT) + "/", "").replace(sys.executable, "python") + "\n")
+    (out / f"{label}.cpu.jsonl").unlink(missing_ok=True)
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
     epoch_cpu: dict[int, float] = {}  # epoch -> the trainer's CPU seconds when its event appeared
     offset, partial = 0, b""
@@ -77,8 +87,14 @@ def run_config(name: str, epochs: int, out: Path, extra: list[str], threads: int
             *lines, partial = (partial + data).split(b"\n")
             cpu_now = proc_cpu(proc.pid)
             for raw in lines:
-                if b'"type":"epoch"' in raw and cpu_now is not None:
-                    epoch_cpu[json.loads(raw)["epoch"]] = cpu_now
+                if b'"type":"epoch"' in raw:
+                    ep = json.loads(raw)["epoch"]
+                    if cpu_now is not None:
+                        epoch_cpu[ep] = cpu_now
+                        with open(out / f"{label}.cpu.jsonl", "a") as cf:
+                            cf.write(json.dumps({"epoch": ep, "cpu_s": cpu_now}) + "\n")
+                    if stop_after and ep >= stop_after and proc.poll() is None:
+                        proc.terminate()
         except FileNotFoundError:
             pass
         if done:
@@ -87,32 +103,76 @@ def run_config(name: str, epochs: int, out: Path, extra: list[str], threads: int
     wall = time.perf_counter() - t0
     log.close()
     if proc.returncode != 0:
-        raise RuntimeError(f"{name}: trainer exited {proc.returncode}: {(out / f'{name}.log').read_text()[-2000:]}")
+        raise RuntimeError(f"{label}: trainer exited {proc.returncode}: {(out / f'{label}.log').read_text()[-2000:]}")
+    row = summarize(run_dir, name, label, " ".join(cmd[1:]).replace(str(ROOT) + "/", ""), stop_after)
+    row.update({"wall_s": round(wall, 1), "torch_threads": threads or "default",
+                "loadavg_1m_at_start": round(load0[0], 2), "loadavg_1m_at_end": round(os.getloadavg()[0], 2)})
+    return row
+
+
+def summarize(run_dir: Path, name: str, label: str, command: str, stop_after: int = 0) -> dict:
+    """The row of one run from its record (finished or still going): curves, s/epoch, CPU s/epoch
+    (from ``<label>.cpu.jsonl`` beside the run, written while it ran) and the health verdict the
+    app's default rules give after every epoch (``health_curve``: green / yellow / red)."""
+    run_dir = Path(run_dir)
     evs = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines() if line.strip()]
     start = next(e for e in evs if e["type"] == "start")
     epochs_ev = [e for e in evs if e["type"] == "epoch"]
     last = epochs_ev[-1]
     times = [e["epoch_time"] for e in epochs_ev]
     later = times[1:] or times
+    cpu_file = run_dir.parent / f"{label}.cpu.jsonl"
+    epoch_cpu = {}
+    if cpu_file.exists():
+        for line in cpu_file.read_text().splitlines():
+            d = json.loads(line)
+            epoch_cpu[d["epoch"]] = d["cpu_s"]
     eps = sorted(epoch_cpu)
     cpu_steps = [round(epoch_cpu[b] - epoch_cpu[a], 2) for a, b in zip(eps, eps[1:]) if b == a + 1]
     small_last = mean_defined(last["per_class_f"][c] for c in SMALL_CLASSES)
     best = max(epochs_ev, key=lambda e: e["val_f"])
+    end = next((e for e in evs if e["type"] == "end"), None)
     return {
-        "config": name, "command": " ".join(cmd[1:]).replace(str(ROOT) + "/", ""),
+        "config": name, "tag": label, "stopped_after": stop_after or None, "command": command,
+        "finished": end["reason"] if end else None,
         "seed": start.get("data", {}).get("seed"), "epochs": len(epochs_ev),
         "batch_size": start["batch_size"], "steps_per_epoch": start["steps_per_epoch"], "params": start["params"],
-        "epoch1_s": times[0], "epoch_times": times, "epoch_cpu_s": cpu_steps, "epoch_s_median": statistics.median(later), "epoch_s_min": min(later),
-        "epoch_s_max": max(later), "wall_s": round(wall, 1), "torch_threads": threads or "default",
+        "data": start.get("data"), "alpha": start.get("alpha"), "live_alpha": start.get("live", {}).get("alpha"),
+        "epoch1_s": times[0], "epoch_times": times, "epoch_cpu_s": cpu_steps, "epoch_s_median": statistics.median(later),
+        "epoch_s_min": min(later), "epoch_s_max": max(later),
         "cpu_s_per_epoch_median": statistics.median(cpu_steps) if cpu_steps else None,
-        "loadavg_1m_at_start": round(load0[0], 2), "loadavg_1m_at_end": round(os.getloadavg()[0], 2),
         "val_f_last": last["val_f"], "val_f_best": best["val_f"], "best_epoch": best["epoch"],
         "pooled_f_last": last["pooled_f"], "small_f_last": small_last,
         "per_class_f_last": dict(zip(CLASS_NAMES, last["per_class_f"])),
         **step_figures(run_dir),
         "val_f_curve": [round(e["val_f"], 4) for e in epochs_ev],
+        "per_class_f_curve": [[None if x is None else round(x, 4) for x in e["per_class_f"]] for e in epochs_ev],
+        "small_f_curve": [None if (m := mean_defined(e["per_class_f"][c] for c in SMALL_CLASSES)) is None
+                          else round(m, 4) for e in epochs_ev],
+        "classes_f_zero_curve": [sum(1 for x in e["per_class_f"] if x is not None and x <= 0) for e in epochs_ev],
         "train_loss_curve": [round(e["train_loss"], 4) for e in epochs_ev],
+        **health_curve(evs),
     }
+
+
+def health_curve(evs: list[dict]) -> dict:
+    """The app's verdict (default rules, no `health:` override) after each epoch, as the cockpit
+    would have shown it then: status per epoch and the signals that were not ok."""
+    from app.health import evaluate, load_rules
+
+    rules = load_rules()
+    start = next(e for e in evs if e["type"] == "start")
+    warnings = [e for e in evs if e["type"] == "warning"]
+    history, status, flagged = [], [], {}
+    for e in (x for x in evs if x["type"] == "epoch"):
+        history.append(e)
+        v = evaluate(history, rules, live=start.get("live"), run_state="running", total_epochs=e.get("epochs"),
+                     warnings=[w for w in warnings if w.get("seq", 0) < e.get("seq", 0)])
+        status.append(v.status)
+        bad = [f"{s.id}:{s.state}" for s in v.signals if s.state in ("warning", "failed")]
+        if bad:
+            flagged[e["epoch"]] = bad
+    return {"health_curve": status, "health_flagged": flagged}
 
 
 def step_figures(run_dir: Path) -> dict:
@@ -131,7 +191,8 @@ def step_figures(run_dir: Path) -> dict:
             "train_s_per_epoch_est": round(train_s, 1), "val_and_checkpoint_s_per_epoch_est": round(max(0.0, ep - train_s), 1)}
 
 
-def run(epochs: int = 20, configs=CONFIGS, out: Path | None = None, quick: bool = False, threads: int = 0) -> dict:
+def run(epochs: int = 20, configs=CONFIGS, out: Path | None = None, quick: bool = False, threads: int = 0,
+        stop_after: int = 0, sets: list[str] | None = None, tag: str = "", nice: int = 0) -> dict:
     out = Path(out or ROOT / "bench" / "out" / "quality")
     out.mkdir(parents=True, exist_ok=True)
     extra = []
@@ -139,15 +200,17 @@ def run(epochs: int = 20, configs=CONFIGS, out: Path | None = None, quick: bool 
         epochs, configs, threads = 2, ("baseline",), threads or 1
         extra = ["--set", "data.image_size=64", "--set", "data.synthetic_train=32", "--set", "data.synthetic_val=16",
                  "--set", "training.batch_size=8"]
+    for kv in sets or []:
+        extra += ["--set", kv]
     rows = []
     for name in configs:
-        row = run_config(name, epochs, out, extra, threads)
+        row = run_config(name, epochs, out, extra, threads, stop_after, f"{name}{tag}", nice)
         rows.append(row)
         print(f"{name}: {row['epochs']} epochs, median {row['epoch_s_median']:.1f} s/epoch "
               f"(min {row['epoch_s_min']:.1f}, epoch 1 {row['epoch1_s']:.1f}), val F {row['val_f_last']:.4f} "
               f"(best {row['val_f_best']:.4f} @{row['best_epoch']}), small-class F {row['small_f_last'] or 0:.4f}",
               flush=True)
-        write_json(out / f"quality-{'-'.join(configs)}.json", {"machine": machine_info(), "epochs": epochs, "runs": rows})
+        write_json(out / f"quality-{'-'.join(configs)}{tag}.json", {"machine": machine_info(), "epochs": epochs, "runs": rows})
     return {"epochs": epochs, "quick": quick, "runs": rows}
 
 
@@ -158,9 +221,30 @@ def main() -> None:
     p.add_argument("--out", default=str(ROOT / "bench" / "out" / "quality"))
     p.add_argument("--threads", type=int, default=0, help="OMP_NUM_THREADS for the trainers (0: torch's default)")
     p.add_argument("--quick", action="store_true")
+    p.add_argument("--stop-after", type=int, default=0, metavar="N",
+                   help="run each config's own schedule (no epoch override) and stop it after epoch N")
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                   help="extra trainer --set (e.g. loss.focal_alpha=balanced); name the variant with --tag")
+    p.add_argument("--tag", default="", help="suffix of the run folder and JSON names (e.g. _balanced)")
+    p.add_argument("--nice", type=int, default=0, help="run the trainers under nice -n N")
+    p.add_argument("--snapshot", nargs="+", metavar="RUN_DIR",
+                   help="only summarize these run directories (finished or still running) into --json")
+    p.add_argument("--json", help="with --snapshot: the JSON file to write")
     p.add_argument("--summarize", action="store_true",
                    help="only re-read the run directories under --out and add the step-event figures to its JSON")
     a = p.parse_args()
+    if a.snapshot:
+        rows = []
+        for d in a.snapshot:
+            d = Path(d)
+            name = d.name.split("_balanced")[0]
+            cmd_file = d.parent / f"{d.name}.cmd"
+            rows.append(summarize(d, name, d.name, cmd_file.read_text().strip() if cmd_file.exists() else ""))
+            r = rows[-1]
+            print(f"{d.name}: {r['epochs']} epochs, val F {r['val_f_last']:.4f} (best {r['val_f_best']:.4f} "
+                  f"@{r['best_epoch']}), zero-F classes {r['classes_f_zero_curve'][-1]}, health {r['health_curve'][-1]}")
+        write_json(Path(a.json), {"machine": machine_info(), "snapshot": True, "runs": rows})
+        return
     if a.summarize:
         for f in Path(a.out).glob("quality-*.json"):
             d = json.loads(f.read_text())
@@ -170,8 +254,8 @@ def main() -> None:
             print(f, [(r["config"], r.get("data_wait_median"), r.get("train_s_per_epoch_est")) for r in d["runs"]])
         return
     configs = [c for c in a.configs.split(",") if c]
-    res = run(a.epochs, configs, Path(a.out), a.quick, a.threads)
-    write_json(Path(a.out) / f"quality-{'-'.join(configs)}.json", {"machine": machine_info(), **res})
+    res = run(a.epochs, configs, Path(a.out), a.quick, a.threads, a.stop_after, a.sets, a.tag, a.nice)
+    write_json(Path(a.out) / f"quality-{'-'.join(configs)}{a.tag}.json", {"machine": machine_info(), **res})
 
 
 if __name__ == "__main__":

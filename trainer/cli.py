@@ -161,6 +161,8 @@ def _run(args: argparse.Namespace, cfg, argv: list[str]) -> int:
 
     from trainer.datainfo import data_line
     from trainer.device import choose_device, gpu_inventory
+    from trainer.alpha import describe as describe_alpha
+    from trainer.data.classes import NUM_CLASSES
     from trainer.dist import init_distributed
     from trainer.setup import (build, load_resume, new_run_dir, open_record, out, reshape_state, restore_state,
                                saved_world_size)
@@ -201,12 +203,14 @@ def _run(args: argparse.Namespace, cfg, argv: list[str]) -> int:
     ev = comp.events
     if dist.is_main:
         desc = comp.data_desc
+        alpha_info = describe_alpha(trainer.live["alpha"], use_focal=bool(trainer.live["use_focal"]),
+                                    source=comp.alpha_source(), num_classes=NUM_CLASSES)
         ev.emit("start", name=cfg.name, run_dir=str(run_dir), pid=os.getpid(), device=str(device),
                 resumed=resume_state is not None, resume_epoch=trainer.epoch, epochs=trainer.live["epochs"],
                 steps_per_epoch=comp.steps_per_epoch, batch_size=cfg.training.batch_size, params=comp.params,
                 synthetic=bool(desc.get("synthetic")), data=desc, live=dict(trainer.live), world_size=dist.world_size,
                 precision="bf16" if comp.amp else "fp32", precision_reason=comp.amp_reason,
-                channels_last=comp.channels_last,
+                channels_last=comp.channels_last, alpha=alpha_info,
                 **({"attempt": os.environ["SEGWATCH_ATTEMPT"]} if os.environ.get("SEGWATCH_ATTEMPT") else {}),
                 gpus=gpu_inventory(device, int(os.environ.get("LOCAL_WORLD_SIZE", "1")) if dist.enabled else 1),
                 cuda_visible_devices=os.environ.get("CUDA_VISIBLE_DEVICES"), device_note=device_note)
@@ -216,6 +220,9 @@ def _run(args: argparse.Namespace, cfg, argv: list[str]) -> int:
         if reshaped:
             ev.emit("warning", code="reshaped", epoch=trainer.epoch, step=trainer.step, message=reshaped)
             out(f"!! {reshaped}")
+        if alpha_info["note"]:
+            ev.emit("warning", code="alpha_background", message=alpha_info["note"], epoch=trainer.epoch, step=trainer.step)
+            out(f"!! {alpha_info['note']}")
         if desc.get("synthetic"):
             msg = ("training on the BUILT-IN SYNTHETIC face-parsing data (data.root is unset): "
                    "scores say nothing about the real task")
@@ -240,6 +247,7 @@ def _run(args: argparse.Namespace, cfg, argv: list[str]) -> int:
         traceback.print_exc()
         return 1
     finally:
+        comp.close_loaders()  # persistent loader workers: before the end is recorded and the process exits
         if dist.is_main:
             try:
                 validated = trainer.best_epoch >= 1  # before any validation there is no best (null)

@@ -78,6 +78,14 @@ def _scale_ok(v: Any) -> bool:
 
 
 ALPHA_ALLOWED = f"a number in [0, 1] or a list of {NUM_CLASSES} numbers in [0, 1]"
+# the config (not a live command) also takes 'balanced': trainer/alpha.py, docs/control.md
+CONFIG_ALPHA_ALLOWED = (f"a number in [0, 1] (kornia: alpha for the face parts, 1 - alpha for background), "
+                        f"a list of {NUM_CLASSES} numbers in [0, 1], or 'balanced' (per-class min(1, k/sqrt(f_c)) "
+                        f"from the training set's pixel frequencies f_c, see docs/control.md)")
+
+
+def _config_alpha_ok(v: Any) -> bool:
+    return v == "balanced" or _alpha_ok(v)
 SCALE_ALLOWED = "[lo, hi] with 0 < lo <= hi <= 4"
 
 
@@ -85,13 +93,16 @@ SCALE_ALLOWED = "[lo, hi] with 0 < lo <= hi <= 4"
 class ModelConfig:
     attention: str = field(default="lmsa", metadata=check(lambda v: v in ("none", "lmsa"), "none | lmsa"))
     width: int = field(default=0, metadata=check(lambda v: v == 0 or 8 <= v <= 256, "0 (the model's default) or 8..256"))
+    # "auto": 2 for training images below 256 px (the built-in synthetic data), else 4 (trainer/model.py)
+    output_stride: Any = field(default="auto", metadata=check(lambda v: v in ("auto", 2, 4) and not isinstance(v, (bool, float)),
+                                                              "auto (2 below 256 px, else 4) | 2 | 4"))
     max_params: int = field(default=PARAM_CAP, metadata=check(lambda v: 0 < v <= 10**10, "an integer in 1..10^10"))
 
 
 @dataclass
 class LossConfig:
     use_focal: bool = False
-    focal_alpha: Any = field(default=0.25, metadata=check(_alpha_ok, ALPHA_ALLOWED))
+    focal_alpha: Any = field(default=0.25, metadata=check(_config_alpha_ok, CONFIG_ALPHA_ALLOWED))
     focal_gamma: float = field(default=2.0, metadata=between(0, 10, "a number in [0, 10]"))
     dice_weight: float = field(default=1.0, metadata=between(0, 100, "a number in [0, 100]"))
     use_class_weights: bool = False
@@ -109,7 +120,9 @@ class TrainingConfig:
     grad_clip: float = field(default=1.0, metadata=between(0, 1e6, "a number in [0, 1e6] (0 = off)"))
     patience: int = field(default=0, metadata=between(0, 100_000, "an integer in 0..100000 (0 = off)"))
     min_lr_ratio: float = field(default=0.01, metadata=check(lambda v: 0 <= v <= 1, "a number in [0, 1]"))
-    num_workers: int = field(default=0, metadata=check(lambda v: 0 <= v <= 64, "an integer in 0..64"))
+    # "auto": one less than this process's share of the CPUs, at most 8 (trainer/setup.py: num_workers_for)
+    num_workers: Any = field(default="auto", metadata=check(lambda v: v == "auto" or (isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 64),
+                                                            "auto (CPUs per process - 1, at most 8) or an integer in 0..64"))
     nproc_per_node: int = field(default=1, metadata=check(lambda v: 1 <= v <= 64, "an integer in 1..64"))
     # DDP: how long a collective waits for a rank that stopped responding before the run crashes
     dist_timeout: float = field(default=120.0, metadata=check(lambda v: 5 <= v <= 86_400, "seconds in [5, 86400]"))
@@ -131,7 +144,7 @@ class DataConfig:
     image_size: Any = field(default=None, metadata=check(
         lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool) and 32 <= v <= 2048 and v % 32 == 0),
         "null (the data's own size) or a multiple of 32 in 32..2048"))
-    synthetic_train: int = field(default=480, metadata=check(lambda v: 1 <= v <= 1_000_000, "an integer in 1..1000000"))
+    synthetic_train: int = field(default=512, metadata=check(lambda v: 1 <= v <= 1_000_000, "an integer in 1..1000000"))
     synthetic_val: int = field(default=100, metadata=check(lambda v: 1 <= v <= 1_000_000, "an integer in 1..1000000"))
     cache_dir: Any = field(default=None, metadata=check(lambda v: v is None or isinstance(v, str), "null or a folder path"))
 
@@ -357,7 +370,7 @@ def _cross_checks(cfg: Config, source: str) -> None:
     cfg.augmentation.scale_range = [float(a[0]), float(a[1])]
     if isinstance(cfg.loss.focal_alpha, list):
         cfg.loss.focal_alpha = [float(x) for x in cfg.loss.focal_alpha]
-    elif cfg.loss.focal_alpha is not None:
+    elif cfg.loss.focal_alpha is not None and cfg.loss.focal_alpha != "balanced":
         cfg.loss.focal_alpha = float(cfg.loss.focal_alpha)
 
 

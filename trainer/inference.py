@@ -148,8 +148,11 @@ def resolve(source: str, checkpoint: str = "best", config: str | None = None) ->
 def load_model(source: str, *, checkpoint: str = "best", config: str | None = None,
                device: torch.device = torch.device("cpu")) -> LoadedModel:
     path, payload, cfg, cfg_source = resolve(source, checkpoint, config)
-    model = build_model(attention=cfg.model.attention, width=cfg.model.width or DEFAULT_WIDTH, dropout=0.0)
     sd = state_dict_of(payload, path)
+    # the stride-2 decoder level has its own weights: the checkpoint says which head it was trained with
+    stride = 2 if any(k.startswith("detail_") for k in sd) else 4
+    model = build_model(attention=cfg.model.attention, width=cfg.model.width or DEFAULT_WIDTH, dropout=0.0,
+                        output_stride=stride)
     check_fit(model, sd, path, cfg, cfg_source)
     model.load_state_dict(sd)
     model.eval().to(device)

@@ -19,6 +19,7 @@ import torch
 import yaml
 from torch.utils.data import DataLoader, Sampler
 
+from trainer import alpha as alpha_mod
 from trainer import checkpoint as ckpt
 from trainer import live as live_mod
 from trainer.config import Config, ConfigError, from_dict
@@ -28,7 +29,7 @@ from trainer.data.dataset import collate_native
 from trainer.device import choose_precision, rank_seed
 from trainer.dist import DistContext
 from trainer.losses import SegLoss
-from trainer.model import DEFAULT_WIDTH, build_model, count_params, set_dropout
+from trainer.model import DEFAULT_WIDTH, build_model, count_params, output_stride_for, set_dropout
 from trainer.record import EventWriter, atomic_write_text, read_events, remove_stale_temps
 from trainer.runfiles import UnsafeFile, describe, open_regular, write_small
 from trainer.steer import Steering
@@ -37,18 +38,26 @@ from trainer.steer import Steering
 O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 
 
-class EpochBatches(Sampler[list[int]]):
+class EpochBatches(Sampler[list]):
     """Batches of one epoch in a deterministic order (seed, epoch), this rank's share, from a
-    given batch onwards, so a resumed run continues mid-epoch exactly where it stopped."""
+    given batch onwards, so a resumed run continues mid-epoch exactly where it stopped.
+
+    With ``augment`` set, each index is ``(i, epoch, params)`` (SegDataset's tuple key): the
+    epoch and the augmentation settings in force are read in the main process when the epoch's
+    iteration starts and travel with the indices, so persistent loader workers need no re-fork."""
 
     def __init__(self, n: int, batch_size: int, seed: int, epoch: int, start: int, steps: int,
-                 rank: int = 0, world: int = 1):
+                 rank: int = 0, world: int = 1, augment: Augment | None = None):
         self.n, self.bs, self.seed, self.epoch = n, batch_size, seed, epoch
         self.start, self.steps, self.rank, self.world = start, steps, rank, world
+        self.augment = augment
 
-    def __iter__(self) -> Iterator[list[int]]:
+    def __iter__(self) -> Iterator[list]:
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
         perm = torch.randperm(self.n, generator=g)[self.rank::self.world].tolist()
+        if self.augment is not None:
+            params = tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in self.augment.params().items())
+            perm = [(i, self.epoch, params) for i in perm]
         for b in range(self.start, self.steps):
             yield perm[b * self.bs:(b + 1) * self.bs]
 
@@ -88,20 +97,73 @@ class Components:
     state: dict = field(default_factory=dict)
     _class_weights: torch.Tensor | None = None
     pending_augmentation: dict = field(default_factory=dict)
+    num_workers: int = 0  # training.num_workers resolved (auto: num_workers_for)
+    _train_loader: DataLoader | None = None
+    _val_loader: DataLoader | None = None
+    _closer_registered: bool = False
+    _frequencies: list | None = None
 
     def train_loader(self, epoch: int, start: int) -> DataLoader:
+        """This epoch's batches from batch ``start`` on. One DataLoader for the whole run: its
+        workers persist (forked once, after the synthetic cache is filled); the sampler it
+        holds is pointed at the epoch before each iteration."""
         self.train_ds.set_epoch(epoch)
-        t = self.cfg.training
-        sampler = EpochBatches(len(self.train_ds), t.batch_size, self.cfg.seed, epoch, start,
-                               self.steps_per_epoch, self.dist.rank, self.dist.world_size)
-        return DataLoader(self.train_ds, batch_sampler=sampler, num_workers=t.num_workers,
-                          pin_memory=self.device.type == "cuda", persistent_workers=False)
+        if self._train_loader is None:
+            t = self.cfg.training
+            sampler = EpochBatches(len(self.train_ds), t.batch_size, self.cfg.seed, epoch, start,
+                                   self.steps_per_epoch, self.dist.rank, self.dist.world_size, augment=self.augment)
+            self._train_loader = DataLoader(self.train_ds, batch_sampler=sampler, **self._loader_kw())
+        sampler = self._train_loader.batch_sampler
+        sampler.epoch, sampler.start = epoch, start
+        return self._train_loader
 
     def val_loader(self) -> DataLoader:
-        idx = list(range(len(self.val_ds)))[self.dist.rank::self.dist.world_size]
-        subset = torch.utils.data.Subset(self.val_ds, idx)
-        return DataLoader(subset, batch_size=self.cfg.training.batch_size, shuffle=False, collate_fn=collate_native,
-                          num_workers=self.cfg.training.num_workers, pin_memory=self.device.type == "cuda")
+        if self._val_loader is None:
+            idx = list(range(len(self.val_ds)))[self.dist.rank::self.dist.world_size]
+            subset = torch.utils.data.Subset(self.val_ds, idx)
+            self._val_loader = DataLoader(subset, batch_size=self.cfg.training.batch_size, shuffle=False,
+                                          collate_fn=collate_native, **self._loader_kw())
+        return self._val_loader
+
+    def _loader_kw(self) -> dict:
+        w = self.num_workers
+        if w and not self._closer_registered:
+            import atexit
+
+            # runs before multiprocessing's own exit handler (atexit is last-in first-out), which
+            # would terminate() the workers and wait for them forever: they ignore SIGTERM
+            atexit.register(self.close_loaders)
+            self._closer_registered = True
+        return {"num_workers": w, "pin_memory": self.device.type == "cuda", "persistent_workers": w > 0,
+                **({"worker_init_fn": _worker_init} if w else {})}
+
+    def close_loaders(self) -> None:
+        """Stop the loaders' persistent workers (idempotent): the normal shutdown first (each
+        worker is told to exit), then SIGKILL for any that did not."""
+        for name in ("_train_loader", "_val_loader"):
+            loader = getattr(self, name)
+            setattr(self, name, None)
+            it = getattr(loader, "_iterator", None) if loader is not None else None
+            if it is None or not hasattr(it, "_shutdown_workers"):
+                continue
+            workers = list(getattr(it, "_workers", ()))
+            it._shutdown_workers()
+            for w in workers:
+                if w.is_alive():
+                    w.kill()
+                    w.join(timeout=5)
+
+    def class_frequencies(self) -> list[float]:
+        """Pixel share of each class over the training masks (cached in class_frequencies.json).
+        Rank 0 computes (or reads the cache), the others receive its numbers: once, not once per
+        rank, and a cold cache may take longer than the collective timeout."""
+        if self._frequencies is None:
+            cache = Path(self.cfg.data.cache_dir or self.run_dir) / "class_frequencies.json"
+            self._frequencies = self.dist.share_from_main("class_frequencies",
+                                                          lambda: class_frequencies(self.train_ds.source, str(cache)))
+            if self.dist.enabled and self.cfg.debug.rank_log:
+                _rank_log(self, {"class_frequencies": "computed" if self.dist.is_main else "from rank 0"})
+        return self._frequencies
 
     def val_batches_max(self) -> int:
         """Validation batches of the rank with the most (rank 0: it gets ceil(n / world) images)."""
@@ -110,16 +172,22 @@ class Components:
 
     def class_weights(self) -> torch.Tensor:
         if self._class_weights is None:
-            cache = Path(self.cfg.data.cache_dir or self.run_dir) / "class_frequencies.json"
-            # rank 0 computes (or reads the cache), the others receive its numbers: once, not once
-            # per rank, and a cold cache may take longer than the collective timeout
-            freqs = self.dist.share_from_main("class_frequencies",
-                                              lambda: class_frequencies(self.train_ds.source, str(cache)))
-            if self.dist.enabled and self.cfg.debug.rank_log:
-                _rank_log(self, {"class_frequencies": "computed" if self.dist.is_main else "from rank 0"})
-            self._class_weights = torch.tensor(class_weights_from_frequencies(freqs), dtype=torch.float32,
-                                               device=self.device)
+            self._class_weights = torch.tensor(class_weights_from_frequencies(self.class_frequencies()),
+                                               dtype=torch.float32, device=self.device)
         return self._class_weights
+
+    def initial_live(self) -> dict[str, Any]:
+        """The config's live values; ``focal_alpha: balanced`` becomes its per-class list here
+        (trainer/alpha.py), so the loss, the record and every preset see numbers."""
+        live = live_mod.live_from_config(self.cfg)
+        if live.get("alpha") == alpha_mod.BALANCED:
+            live["alpha"] = alpha_mod.balanced_alpha(self.class_frequencies())
+        return live
+
+    def alpha_source(self) -> str | None:
+        a = self.cfg.loss.focal_alpha
+        return None if a is None else "balanced" if a == alpha_mod.BALANCED else \
+            "list" if isinstance(a, (list, tuple)) else "scalar"
 
     def apply_live(self, values: dict[str, Any]) -> None:
         """Push live values into the loss, model and optimizer; augmentation values wait for the
@@ -158,6 +226,27 @@ class Components:
         return d
 
 
+def _worker_init(_worker_id: int) -> None:
+    """Loader workers leave Ctrl-C and SIGTERM to the trainer, which stops cleanly (checkpoint,
+    'stopped') and then shuts them down; a worker killed by a signal sent to the whole process
+    group would turn that stop into a crash. A worker whose trainer dies exits by itself."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+def num_workers_for(setting: Any, world_size: int = 1, cpus: int | None = None) -> int:
+    """``training.num_workers``: an integer as given; ``auto``: one less than this process's share
+    of the CPUs (``cpus // world_size - 1``), at most 8 and at least 0. On a 2-core machine that
+    is 1 worker, on a 16-core GPU machine 8 (4 per process with 2 ranks)."""
+    if setting != "auto":
+        return int(setting)
+    if not cpus:
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(0, min(8, cpus // max(world_size, 1) - 1))
+
+
 def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
     decay, no_decay = [], []
     for p in model.parameters():
@@ -183,12 +272,21 @@ def build(cfg: Config, device: torch.device, dist: DistContext) -> Components:
         "source": f"pixel frequencies of the {n} training masks at {d.image_size} px (inverse square root), "
                   f"cached in {Path(d.cache_dir) / 'class_frequencies.json' if d.cache_dir else 'the run directory'}"}
     t = cfg.training
+    for ds in (train_ds, val_ds):  # before any loader worker forks: workers inherit the samples
+        prefill = getattr(ds.source, "prefill", None)
+        if prefill is not None:
+            prefill()
     per_rank = len(train_ds) // dist.world_size
     steps = steps_per_epoch(cfg, len(train_ds), dist.world_size)
     if steps < 1:
         raise ConfigError(f"training.batch_size = {t.batch_size}: larger than the {per_rank} training images per process; "
                           f"allowed: at most {per_rank}")
-    model = build_model(attention=cfg.model.attention, width=cfg.model.width or DEFAULT_WIDTH, dropout=t.dropout)
+    workers = num_workers_for(t.num_workers, dist.world_size)
+    desc["loader_workers"] = workers
+    stride = output_stride_for(cfg.model.output_stride, desc.get("image_size"))
+    desc["output_stride"] = stride
+    model = build_model(attention=cfg.model.attention, width=cfg.model.width or DEFAULT_WIDTH, dropout=t.dropout,
+                        output_stride=stride)
     params = count_params(model)
     if params > cfg.model.max_params:
         raise ConfigError(f"model.max_params = {cfg.model.max_params}: the model has {params:,} parameters "
@@ -215,7 +313,7 @@ def build(cfg: Config, device: torch.device, dist: DistContext) -> Components:
     return Components(cfg=cfg, run_dir=Path("."), device=device, dist=dist, model=model, raw_model=raw,
                       optimizer=optimizer, loss_fn=loss_fn, augment=augment, train_ds=train_ds, val_ds=val_ds,
                       data_desc=desc, params=params, steps_per_epoch=steps, amp=amp, channels_last=channels_last,
-                      amp_reason=amp_reason)
+                      amp_reason=amp_reason, num_workers=workers)
 
 
 def steps_per_epoch(cfg: Config, n_train: int, world_size: int) -> int:
@@ -294,7 +392,7 @@ def open_record(c: Components, run_dir: Path, resume: dict | None, argv: list[st
             pass  # a FIFO, link or directory there is reported by the reader (control_refused)
         write_small(run_dir / "trainer.pid", f"{os.getpid()}\n")
     c.events = EventWriter(run_dir / "events.jsonl", enabled=main)
-    c.steering = Steering(run_dir / "control.jsonl", c.events, live_mod.live_from_config(c.cfg), c.apply_live,
+    c.steering = Steering(run_dir / "control.jsonl", c.events, c.initial_live(), c.apply_live,
                           is_main=main, broadcast=c.dist.broadcast_objects if c.dist.enabled else None)
     if resume is not None:
         c.steering.live.update(resume["live"])

@@ -165,7 +165,7 @@ class Trainer:
         for images, masks in loader:
             wait = time.perf_counter() - t_wait
             images = images.to(c.device, non_blocking=True)
-            masks = masks.to(c.device, non_blocking=True)
+            masks = masks.to(c.device, non_blocking=True).long()  # uint8 on the way, int64 on the device
             if c.channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
             lr = self.lr_for(self.step)

@@ -26,14 +26,14 @@ def score_batch(logits: torch.Tensor, masks, loss_fn, meter, device: torch.devic
     ``masks``: a ``B x H x W`` tensor (one size) or a list of ``H x W`` tensors (own sizes).
     """
     if isinstance(masks, torch.Tensor):
-        masks = masks.to(device, non_blocking=True)
+        masks = masks.to(device, non_blocking=True).long()  # the loaders send uint8
         up = to_mask_size(logits, masks.shape[-2:])
         loss, _ = loss_fn(up, masks)
         meter.update(up.max(1).indices, masks)
         return loss.float() * masks.shape[0]
     total = torch.zeros((), device=device)
     for k, m in enumerate(masks):
-        m = m.to(device, non_blocking=True).unsqueeze(0)
+        m = m.to(device, non_blocking=True).long().unsqueeze(0)
         up = to_mask_size(logits[k:k + 1], m.shape[-2:])
         loss, _ = loss_fn(up, m)
         meter.update(up.max(1).indices, m)

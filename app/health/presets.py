@@ -81,6 +81,8 @@ def _apply_key(k: KeyOps, cur: Any, epoch: int) -> Any:
             for op, arg in k.ops:
                 if op == "set":
                     vals = list(arg) if isinstance(arg, tuple) else [arg] * len(vals)
+                elif op == "scale":
+                    vals = [x * arg for x in vals]
                 else:
                     vals = [_scalar(op, arg, x) for x in vals]
             return [_clamp(_tidy(x), info["lo"], info["hi"]) for x in vals]
@@ -90,6 +92,8 @@ def _apply_key(k: KeyOps, cur: Any, epoch: int) -> Any:
         for op, arg in k.ops:
             if op == "set" and isinstance(arg, tuple):
                 return [_clamp(a, info["lo"], info["hi"]) for a in arg]
+            if op == "scale":  # kornia's scalar cannot scale every class alike: kept
+                continue
             x = _scalar(op, arg, x)
         return _clamp(_tidy(x), info["lo"], info["hi"])
     if not _num(cur):
@@ -177,6 +181,7 @@ def describe_ops(preset: Preset) -> str:
                 "min_with": f"down to {a:g}" if _num(a) else f"min {a}",
                 "max_with": f"at least {a:g}" if _num(a) else f"max {a}",
                 "widen": f"widened by {a:g}" if _num(a) else f"widen {a}",
+                "scale": f"x{a:g} on every class (a scalar alpha is kept)" if _num(a) else f"scale {a}",
             }[op])
         return f"{k.key} " + ", then ".join(parts)
 

@@ -69,7 +69,9 @@ NUM_ALPHA = NUM_CLASSES  # a per-class alpha list has one entry per class
 OPS_BY_KIND = {
     "float": ("mul", "add", "set", "min_with", "max_with"),
     "int": ("mul", "add", "set", "min_with", "max_with"),
-    "alpha": ("mul", "add", "set", "min_with", "max_with"),
+    # scale: every class's weight x factor (a per-class list); a scalar alpha is left as it is,
+    # since in kornia's convention lowering it moves weight from the face parts to background
+    "alpha": ("mul", "add", "set", "min_with", "max_with", "scale"),
     "range": ("widen", "set"),
     "bool": ("set",),
 }

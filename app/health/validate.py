@@ -136,7 +136,7 @@ def _check_op_value(layer: Layer, key: str, name: str, op: str, v: Any) -> Any:
         if not 0 < lo <= hi <= info["hi"]:
             raise layer.err(key, v, "out of range", info["allowed"])
         return (lo, hi)
-    if op in ("mul",):
+    if op in ("mul", "scale"):
         x = _number(layer, key, v, "a factor in [0, 100]")
         if not 0.0 <= x <= 100.0:
             raise layer.err(key, v, "out of range", "a factor in [0, 100]")

@@ -311,8 +311,7 @@ def test_val_f_oscillation():
     v = evaluate(hist(60, val_f=osc(0.06)), RULES, live=PLAN_LIVE)
     assert sig(v, "val_f_oscillation").state == "warning"
     assert [a.preset for a in v.actions][:3] == ["unstable", "lr_down", "gamma_down"]
-    assert v.actions[0].values == {"gamma": 1.5, "alpha": pytest.approx(0.2), "lr": pytest.approx(3e-4),
-                                   "warmup_epochs": 20}
+    assert v.actions[0].values == {"gamma": 1.5, "lr": pytest.approx(3e-4), "warmup_epochs": 20}
     assert v.actions[1].values == {"lr": pytest.approx(3e-4)}
     assert v.actions[2].values == {"gamma": 1.5}
     assert state(hist(60, val_f=osc(0.045)), "val_f_oscillation") == "ok"

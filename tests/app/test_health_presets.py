@@ -31,12 +31,14 @@ def test_presets_listed():
         assert p.label and p.description
     assert RULES.preset("stop").advice and not RULES.preset("unstable").advice
     assert describe_ops(RULES.preset("lr_down")) == "lr x0.6"
-    assert describe_ops(RULES.preset("unstable")) == "gamma -0.5; alpha x0.8; lr x0.6; warmup_epochs +10"
+    assert describe_ops(RULES.preset("unstable")) == ("gamma -0.5; alpha x0.8 on every class (a scalar alpha is kept); "
+                                                      "lr x0.6; warmup_epochs +10")
 
 
 def test_unstable_on_the_plan_values():
-    assert resolve("unstable", PLAN) == {"gamma": 1.5, "alpha": pytest.approx(0.2), "lr": pytest.approx(3e-4),
-                                          "warmup_epochs": 20}
+    # the plan's alpha 0.25 -> 0.2 is not taken: in kornia's convention it would move weight from the
+    # face parts to the background (docs/health.md); the scalar is kept
+    assert resolve("unstable", PLAN) == {"gamma": 1.5, "lr": pytest.approx(3e-4), "warmup_epochs": 20}
 
 
 def test_overfitting_on_the_plan_values():
@@ -51,14 +53,14 @@ def test_underfitting_on_the_plan_values():
 
 def test_values_are_tidy_numbers():
     out = resolve("unstable", PLAN)
-    assert out["lr"] == 3e-4 and out["alpha"] == 0.2  # not 0.00030000000000000003
+    assert out["lr"] == 3e-4  # not 0.00030000000000000003
+    assert resolve("unstable", {**PLAN, "alpha": [0.7] * 19})["alpha"] == [0.56] * 19  # not 0.5599999999999999
     assert resolve("overfitting", PLAN)["scale_range"] == [0.8, 1.2]
     assert isinstance(resolve("underfitting", PLAN)["epochs"], int)
 
 
 def test_presets_are_relative_to_the_current_values():
-    assert resolve("unstable", AGGRESSIVE) == {"gamma": 2.0, "alpha": pytest.approx(0.4), "lr": pytest.approx(1.8e-4),
-                                                "warmup_epochs": 20}
+    assert resolve("unstable", AGGRESSIVE) == {"gamma": 2.0, "lr": pytest.approx(1.8e-4), "warmup_epochs": 20}
     assert resolve("underfitting", AGGRESSIVE) == {"lr": pytest.approx(4.8e-4), "dropout": pytest.approx(0.15),
                                                     "epochs": 400}
     tuned = {**PLAN, "dropout": 0.3, "weight_decay": 5e-4, "rotation": 0.0, "scale_range": [1.0, 1.0]}

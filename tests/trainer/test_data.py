@@ -191,7 +191,7 @@ def test_mini_layout_loads_class_ids_exactly(mini_root):
     assert (desc["train_count"], desc["val_count"]) == (3, 2)
     x, y = tr[0]
     assert x.shape == (3, 16, 16) and x.dtype == torch.float32
-    assert y.shape == (16, 16) and y.dtype == torch.int64
+    assert y.shape == (16, 16) and y.dtype == torch.uint8  # int64 only on the device
     assert set(y.unique().tolist()) <= set(np.unique(face_mask(k=0)).tolist())
 
 
@@ -411,7 +411,7 @@ def test_segdataset_tensors_epochs_and_workers():
     assert val.augment is None and len(val) == 2
 
     x0, y0 = train[0]
-    assert x0.shape == (3, 32, 32) and x0.dtype == torch.float32 and y0.dtype == torch.int64
+    assert x0.shape == (3, 32, 32) and x0.dtype == torch.float32 and y0.dtype == torch.uint8  # int64 on the device
     assert torch.equal(train[0][0], x0)                   # deterministic within an epoch
     train.set_epoch(1)
     x1, _ = train[0]
@@ -433,4 +433,4 @@ def test_segdataset_tensors_epochs_and_workers():
     xb, yb = next(iter(loader))                           # fresh workers see the change
     img, mask = train.source.get_raw(0)
     assert torch.equal(xb[0], to_tensor(img))
-    assert torch.equal(yb[0], torch.from_numpy(mask.astype(np.int64)))
+    assert torch.equal(yb[0], torch.from_numpy(mask))

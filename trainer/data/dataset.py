@@ -30,17 +30,22 @@ def to_tensor(image: np.ndarray) -> torch.Tensor:
 
 class SegDataset(Dataset):
     """Wrap a raw source (``__len__`` + ``get_raw(i) -> (uint8 HxWx3, uint8 HxW)``)
-    into ``(float32 3xHxW normalised image, int64 HxW mask)`` samples.
+    into ``(float32 3xHxW normalised image, uint8 HxW mask)`` samples. Masks stay uint8
+    (class ids and the ignore index all fit) until the trainer has moved them to the device,
+    where it makes them int64: 8x less to copy and pin per batch.
 
     Augmentation randomness is a ``np.random.Generator`` seeded from
     (seed, epoch, index), so epoch e of a run is reproducible whatever the number
-    of workers. Call ``set_epoch(e)`` before iterating an epoch.
+    of workers.
 
-    DataLoader workers get a pickled copy of this object when an iteration
-    starts. With ``persistent_workers=False`` (required for live changes) the
-    copy is taken anew every epoch, so ``set_epoch`` and changes to
-    ``self.augment``'s attributes made in the main process between epochs take
-    effect at the next epoch. With persistent workers they would be ignored.
+    Two ways to say which epoch and which augmentation settings a sample gets:
+
+    - ``ds[i]`` uses ``self.epoch`` (``set_epoch(e)``) and ``self.augment`` as they are in
+      the process that reads it: a DataLoader worker has its own copy, taken when it forks.
+    - ``ds[(i, epoch, params)]`` carries them in the index (``params``: ``Augment.params()``
+      as a tuple of items, or None for none): what the trainer's batch sampler yields, so
+      persistent workers see every epoch and every live augmentation change made in the main
+      process (the sampler runs there) without being forked again.
     """
 
     def __init__(self, source, augment: Augment | None = None, seed: int = 0):
@@ -55,13 +60,24 @@ class SegDataset(Dataset):
     def __len__(self) -> int:
         return len(self.source)
 
-    def __getitem__(self, i: int):
-        i = int(i)
+    def __getitem__(self, key):
+        if isinstance(key, tuple):
+            i, epoch, params = int(key[0]), int(key[1]), key[2]
+            augment = None if params is None else self._augment_for(params)
+        else:
+            i, epoch, augment = int(key), self.epoch, self.augment
         image, mask = self.source.get_raw(i)
-        if self.augment is not None:
-            rng = np.random.default_rng([self.seed, self.epoch, i, _AUG_STREAM])
-            image, mask = self.augment(image, mask, rng)
-        return to_tensor(image), torch.from_numpy(np.asarray(mask, dtype=np.int64))
+        if augment is not None:
+            rng = np.random.default_rng([self.seed, epoch, i, _AUG_STREAM])
+            image, mask = augment(image, mask, rng)
+        return to_tensor(image), torch.from_numpy(np.ascontiguousarray(mask, dtype=np.uint8))
+
+    def _augment_for(self, params: tuple) -> Augment:
+        cached = getattr(self, "_aug_cache", None)
+        if cached is None or cached[0] != params:
+            cached = (params, Augment(**{k: tuple(v) if isinstance(v, list) else v for k, v in params}))
+            self._aug_cache = cached
+        return cached[1]
 
 
 class Resized:
@@ -202,7 +218,7 @@ def build_datasets(*, root: str | None, format: str = "auto", image_size: int | 
     """
     if root is None or str(root) == "":
         size = SYNTHETIC_IMAGE_SIZE if image_size is None else image_size
-        # deterministic samples: generated once, kept in memory (480 x 128 px is ~31 MB)
+        # deterministic samples: generated once, kept in memory (612 x 128 px is ~40 MB)
         train = SyntheticFaces(synthetic_train, size, seed, "train", cache=True)
         val = SyntheticFaces(synthetic_val, size, seed, "val", cache=True)
         desc = {"synthetic": True, "kind": "synthetic", "root": None, "format": "synthetic",

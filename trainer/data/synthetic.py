@@ -29,7 +29,7 @@ from PIL import Image, ImageFilter
 
 from .classes import NUM_CLASSES, REAL_SHARES, SMALL_CLASSES
 
-GENERATOR_VERSION = 1  # bump when the drawing changes (invalidates freq caches)
+GENERATOR_VERSION = 3  # bump when the drawing changes (invalidates freq caches)
 TARGET_SHARES = REAL_SHARES
 
 _HAIR_COLOURS = np.array([
@@ -176,8 +176,8 @@ def generate_face(rng: np.random.Generator, size: int):
     # ---------------------------------------------------------- neck, body
     nw = U(0.5, 0.64)
     neck = (np.abs(bu) < nw + 0.35 * np.clip(bv - 1.6, 0, None)) & (bv > 0.5) & ~face
-    if U() < 0.05:                                          # necklace
-        nl = np.abs(bv - (U(1.5, 1.8) + 0.5 * bu * bu)) < 0.05
+    if U() < 0.12:                                          # necklace
+        nl = np.abs(bv - (U(1.5, 1.8) + 0.5 * bu * bu)) < 0.12
         regions[16] = nl & (np.abs(bu) < nw + 0.25)
     regions[17] = neck
     shoulder = U(1.3, 1.9)
@@ -206,11 +206,11 @@ def generate_face(rng: np.random.Generator, size: int):
     pal[1] = skin
     pal[2] = skin * U(0.95, 1.04)
     pal[3] = skin
-    pal[4] = pal[5] = skin + (np.float32(228) - skin) * U(0.25, 0.8)
-    pal[6] = pal[7] = skin + (hair_c * 0.8 - skin) * U(0.4, 0.95)
+    pal[4] = pal[5] = skin + (np.float32(228) - skin) * U(0.5, 0.9)
+    pal[6] = pal[7] = skin + (hair_c * 0.8 - skin) * U(0.6, 1.0)
     pal[8] = pal[9] = skin * U(0.88, 1.0)
     pal[10] = (70, 25, 30)
-    lip = skin + (_LIP_RED - skin) * U(0.1, 0.55)
+    lip = skin + (_LIP_RED - skin) * U(0.35, 0.75)
     pal[11] = lip * U(0.9, 1.0)
     pal[12] = lip * U(1.0, 1.08)
     pal[13] = hair_c
@@ -219,7 +219,7 @@ def generate_face(rng: np.random.Generator, size: int):
     pal[17] = skin * U(0.72, 0.92)
     pal[18] = rng.uniform(15, 240, 3) if U() < 0.75 else hair_c + rng.normal(0, 20, 3)
     pal[0] = rng.uniform(10, 245, 3)
-    if U() < 0.3:                                   # background near hair / skin
+    if U() < 0.12:                                  # background near hair / skin
         pal[0] = (hair_c if U() < 0.7 else skin) + rng.normal(0, 18, 3)
     pal[IRIS] = rng.uniform(20, 120, 3)
     pal[TEETH] = (225, 220, 205)
@@ -241,11 +241,18 @@ def generate_face(rng: np.random.Generator, size: int):
     hairish = (mask == 13) | (mask == 6) | (mask == 7)
     gain = np.where(hairish, gain * (1.0 + U(0.08, 0.25) * strands), gain)
     gain = np.where(face, gain * (1.0 - U(0.1, 0.25) * np.clip(face_r, 0, 1) ** 2), gain)
-    side = np.tanh((u - nose_u) / 0.06) * U(-0.12, 0.12)       # nose side light
+    side = np.tanh((u - nose_u) / 0.06) * U(-0.22, 0.22)       # nose side light
     gain = np.where(mask == 2, gain * (1.0 + side), gain)
     for s in (1, -1):                                       # nostrils
         code[(_r2(u, v, fs + 0.18 * yaw + s * 0.09, nb - 0.04, 0.05, 0.025) < 1)
              & (mask == 2)] = NOSTRIL
+    for s, cls in ((1, 8), (-1, 9)):                        # ear rim and inner fold shading
+        er = ear_r[s]
+        gain = np.where((mask == cls) & (((er > 0.25) & (er < 0.55)) | (er > 0.8)), gain * U(0.72, 0.85), gain)
+    jaw_shadow = np.clip((bv - 0.5) / 0.6, 0.0, 1.0)        # neck: shadow under the chin
+    gain = np.where(mask == 17, gain * (0.7 + 0.3 * jaw_shadow), gain)
+    if U() < 0.5:                                           # cloth: fabric stripes
+        gain = np.where(mask == 18, gain * (1.0 + U(0.08, 0.2) * np.sin(bu * U(12, 30) + bv * U(-8, 8))), gain)
     gaze = U(-0.4, 0.4)
     for s, cls in ((1, 4), (-1, 5)):
         cu, cv = eye_c[s]
@@ -272,9 +279,9 @@ def generate_face(rng: np.random.Generator, size: int):
     ang = U(0, 2 * math.pi)
     gain *= (1.0 + U(0, 0.35) * (math.cos(ang) * X + math.sin(ang) * Y)) * U(0.7, 1.2)
     img = pal[code] * gain[..., None] * rng.uniform(0.92, 1.08, 3).astype(np.float32)
-    img += (rng.random((S, S, 3), dtype=np.float32) - 0.5) * U(3.0, 30.0)
+    img += (rng.random((S, S, 3), dtype=np.float32) - 0.5) * U(3.0, 15.0)
     out = np.clip(img, 0, 255).astype(np.uint8)
-    radius = U(0.3, 1.2) * S / 128
+    radius = U(0.3, 0.8) * S / 128
     out = np.array(Image.fromarray(out).filter(ImageFilter.BoxBlur(radius)))
     return out, mask
 
@@ -286,8 +293,9 @@ def _split_code(split: str) -> int:
 class SyntheticFaces:
     """``n`` procedural faces of ``size`` px, deterministic per (seed, split, i).
 
-    ``cache=True`` keeps generated samples in memory (each process has its own
-    copy, so with DataLoader workers the cache lives per worker).
+    ``cache=True`` keeps generated samples in memory. Each process has its own copy: call
+    :meth:`prefill` before DataLoader workers fork, so they inherit every sample (copy on
+    write) instead of each generating the ones it serves.
     """
 
     def __init__(self, n: int, size: int = 128, seed: int = 0, split: str = "train",
@@ -299,6 +307,15 @@ class SyntheticFaces:
 
     def __len__(self) -> int:
         return self.n
+
+    def prefill(self) -> int:
+        """Generate every sample not yet cached (no-op without a cache); returns how many."""
+        if self.cache is None:
+            return 0
+        todo = [i for i in range(self.n) if i not in self.cache]
+        for i in todo:
+            self.get_raw(i)
+        return len(todo)
 
     def get_raw(self, i: int):
         if not 0 <= i < self.n:

@@ -54,6 +54,9 @@ class PaneHeader(ViewWidget):
         elif v.data:
             t.append("  ")
             t.append(" REAL DATA ", style="bold black on green")
+        if v.warning_counts.get("alpha_background"):  # the start's alpha weights background above the parts
+            t.append("  ")
+            t.append(" ALPHA FAVOURS BACKGROUND ", style="bold black on yellow")
         t.append("\n")
         if v.data and not v.data.get("synthetic"):
             t.append(data_line(v.data)[:400] + "\n", style="green")
@@ -80,9 +83,14 @@ class PaneHeader(ViewWidget):
                     t.append(f"\n  {line}", style="bold")
         if v.gpu:
             t.append("\n" + gpu_text(v.gpu), style="cyan")
-        others = {k: n for k, n in v.warning_counts.items() if k != "synthetic_data"}
+        if v.warning_counts.get("alpha_background"):
+            note = next((w for w in v.warnings if w.get("code") == "alpha_background"), None)
+            if note:
+                t.append(f"\n⚠ {str(note.get('message', ''))[:160]}", style="yellow dim")
+        badges = ("synthetic_data", "alpha_background")
+        others = {k: n for k, n in v.warning_counts.items() if k not in badges}
         if others:
-            last = next((w for w in reversed(v.warnings) if w.get("code") != "synthetic_data"), None)
+            last = next((w for w in reversed(v.warnings) if w.get("code") not in badges), None)
             t.append("\n⚠ " + "  ".join(f"{k} ×{n}" for k, n in others.items()), style="yellow")
             if last:
                 t.append(f"  last: {str(last.get('message', ''))[:120]}", style="yellow dim")
