@@ -125,3 +125,25 @@ def test_width_none_means_default() -> None:
     a = build_model(attention="lmsa", width=None, dropout=0.0)
     b = build_model(attention="lmsa", width=DEFAULT_WIDTH, dropout=0.0)
     assert count_params(a) == count_params(b)
+
+
+def test_output_stride_2_adds_a_half_resolution_decoder_level():
+    """Issue 12: at 128 px an eye is ~2.5x1 logits at stride 4; stride 2 (auto below 256 px) decodes at 1/2."""
+    from trainer.config import PARAM_CAP
+    from trainer.model import output_stride_for
+
+    s4 = build_model(attention="lmsa", width=None, dropout=0.0)
+    s2 = build_model(attention="lmsa", width=None, dropout=0.0, output_stride=2).eval()
+    assert count_params(s2) - count_params(s4) == 3520 and count_params(s2) < PARAM_CAP
+    seen = []
+    s2.classifier.register_forward_hook(lambda m, i, o: seen.append(tuple(o.shape[-2:])))
+    x = torch.randn(2, 3, 96, 96)
+    assert s2(x).shape == (2, 19, 96, 96) and seen == [(48, 48)]  # classified at 1/2, then upsampled
+    seen.clear()
+    s4.eval().classifier.register_forward_hook(lambda m, i, o: seen.append(tuple(o.shape[-2:])))
+    s4(x)
+    assert seen == [(24, 24)]
+    assert output_stride_for("auto", 128) == 2 and output_stride_for("auto", 512) == 4
+    assert output_stride_for("auto", None) == 4 and output_stride_for(4, 128) == 4 and output_stride_for(2, 512) == 2
+    with pytest.raises(ValueError, match="output_stride"):
+        build_model(attention="lmsa", width=16, dropout=0.0, output_stride=8)
