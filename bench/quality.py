@@ -137,7 +137,7 @@ def summarize(run_dir: Path, name: str, label: str, command: str, stop_after: in
         "finished": end["reason"] if end else None,
         "seed": start.get("data", {}).get("seed"), "epochs": len(epochs_ev),
         "batch_size": start["batch_size"], "steps_per_epoch": start["steps_per_epoch"], "params": start["params"],
-        "data": start.get("data"), "alpha": start.get("alpha"), "live_alpha": start.get("live", {}).get("alpha"),
+        "data": start.get("data"), "alpha_info": start.get("alpha_info"), "live_alpha": start.get("live", {}).get("alpha"),
         "epoch1_s": times[0], "epoch_times": times, "epoch_cpu_s": cpu_steps, "epoch_s_median": statistics.median(later),
         "epoch_s_min": min(later), "epoch_s_max": max(later),
         "cpu_s_per_epoch_median": statistics.median(cpu_steps) if cpu_steps else None,

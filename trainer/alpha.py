@@ -53,7 +53,7 @@ def alpha_list(alpha: Any, num_classes: int) -> list[float] | None:
 
 
 def describe(alpha: Any, *, use_focal: bool, source: str | None, num_classes: int) -> dict:
-    """What the alpha in force does, for the ``start`` event's ``alpha`` field.
+    """What the alpha in force does, for the ``start`` event's ``alpha_info`` field.
 
     ``source``: ``"scalar"``, ``"list"`` or ``"balanced"`` (how the config gave it).
     ``background_heavy`` is true when focal loss is on and the background's weight is above the

@@ -210,7 +210,7 @@ def _run(args: argparse.Namespace, cfg, argv: list[str]) -> int:
                 steps_per_epoch=comp.steps_per_epoch, batch_size=cfg.training.batch_size, params=comp.params,
                 synthetic=bool(desc.get("synthetic")), data=desc, live=dict(trainer.live), world_size=dist.world_size,
                 precision="bf16" if comp.amp else "fp32", precision_reason=comp.amp_reason,
-                channels_last=comp.channels_last, alpha=alpha_info,
+                channels_last=comp.channels_last, alpha_info=alpha_info,
                 **({"attempt": os.environ["SEGWATCH_ATTEMPT"]} if os.environ.get("SEGWATCH_ATTEMPT") else {}),
                 gpus=gpu_inventory(device, int(os.environ.get("LOCAL_WORLD_SIZE", "1")) if dist.enabled else 1),
                 cuda_visible_devices=os.environ.get("CUDA_VISIBLE_DEVICES"), device_note=device_note)

@@ -120,7 +120,7 @@ class TrainingConfig:
     grad_clip: float = field(default=1.0, metadata=between(0, 1e6, "a number in [0, 1e6] (0 = off)"))
     patience: int = field(default=0, metadata=between(0, 100_000, "an integer in 0..100000 (0 = off)"))
     min_lr_ratio: float = field(default=0.01, metadata=check(lambda v: 0 <= v <= 1, "a number in [0, 1]"))
-    # "auto": one less than this process's share of the CPUs, at most 8 (trainer/setup.py: num_workers_for)
+    # "auto": one less than this process's share of the CPUs, at most 8 (trainer/loaders.py: num_workers_for)
     num_workers: Any = field(default="auto", metadata=check(lambda v: v == "auto" or (isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 64),
                                                             "auto (CPUs per process - 1, at most 8) or an integer in 0..64"))
     nproc_per_node: int = field(default=1, metadata=check(lambda v: 1 <= v <= 64, "an integer in 1..64"))

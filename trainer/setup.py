@@ -13,11 +13,11 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 import yaml
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import DataLoader
 
 from trainer import alpha as alpha_mod
 from trainer import checkpoint as ckpt
@@ -25,9 +25,9 @@ from trainer import live as live_mod
 from trainer.config import Config, ConfigError, from_dict
 from trainer.data import build_datasets, class_frequencies, class_weights_from_frequencies
 from trainer.data.augment import Augment
-from trainer.data.dataset import collate_native
 from trainer.device import choose_precision, rank_seed
 from trainer.dist import DistContext
+from trainer.loaders import EpochBatches, Loaders, num_workers_for  # noqa: F401 - EpochBatches: re-exported
 from trainer.losses import SegLoss
 from trainer.model import DEFAULT_WIDTH, build_model, count_params, output_stride_for, set_dropout
 from trainer.record import EventWriter, atomic_write_text, read_events, remove_stale_temps
@@ -36,33 +36,6 @@ from trainer.steer import Steering
 
 
 O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
-
-
-class EpochBatches(Sampler[list]):
-    """Batches of one epoch in a deterministic order (seed, epoch), this rank's share, from a
-    given batch onwards, so a resumed run continues mid-epoch exactly where it stopped.
-
-    With ``augment`` set, each index is ``(i, epoch, params)`` (SegDataset's tuple key): the
-    epoch and the augmentation settings in force are read in the main process when the epoch's
-    iteration starts and travel with the indices, so persistent loader workers need no re-fork."""
-
-    def __init__(self, n: int, batch_size: int, seed: int, epoch: int, start: int, steps: int,
-                 rank: int = 0, world: int = 1, augment: Augment | None = None):
-        self.n, self.bs, self.seed, self.epoch = n, batch_size, seed, epoch
-        self.start, self.steps, self.rank, self.world = start, steps, rank, world
-        self.augment = augment
-
-    def __iter__(self) -> Iterator[list]:
-        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-        perm = torch.randperm(self.n, generator=g)[self.rank::self.world].tolist()
-        if self.augment is not None:
-            params = tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in self.augment.params().items())
-            perm = [(i, self.epoch, params) for i in perm]
-        for b in range(self.start, self.steps):
-            yield perm[b * self.bs:(b + 1) * self.bs]
-
-    def __len__(self) -> int:
-        return max(0, self.steps - self.start)
 
 
 def resolve_device(arg: str) -> torch.device:
@@ -97,61 +70,24 @@ class Components:
     state: dict = field(default_factory=dict)
     _class_weights: torch.Tensor | None = None
     pending_augmentation: dict = field(default_factory=dict)
-    num_workers: int = 0  # training.num_workers resolved (auto: num_workers_for)
-    _train_loader: DataLoader | None = None
-    _val_loader: DataLoader | None = None
-    _closer_registered: bool = False
+    num_workers: int = 0  # training.num_workers resolved (auto: loaders.num_workers_for)
+    loaders: Loaders = None  # type: ignore[assignment]
     _frequencies: list | None = None
 
+    def __post_init__(self) -> None:
+        self.loaders = Loaders(self)
+
     def train_loader(self, epoch: int, start: int) -> DataLoader:
-        """This epoch's batches from batch ``start`` on. One DataLoader for the whole run: its
-        workers persist (forked once, after the synthetic cache is filled); the sampler it
-        holds is pointed at the epoch before each iteration."""
+        """This epoch's batches from batch ``start`` on (trainer/loaders.py: one loader per run,
+        persistent workers)."""
         self.train_ds.set_epoch(epoch)
-        if self._train_loader is None:
-            t = self.cfg.training
-            sampler = EpochBatches(len(self.train_ds), t.batch_size, self.cfg.seed, epoch, start,
-                                   self.steps_per_epoch, self.dist.rank, self.dist.world_size, augment=self.augment)
-            self._train_loader = DataLoader(self.train_ds, batch_sampler=sampler, **self._loader_kw())
-        sampler = self._train_loader.batch_sampler
-        sampler.epoch, sampler.start = epoch, start
-        return self._train_loader
+        return self.loaders.train(epoch, start)
 
     def val_loader(self) -> DataLoader:
-        if self._val_loader is None:
-            idx = list(range(len(self.val_ds)))[self.dist.rank::self.dist.world_size]
-            subset = torch.utils.data.Subset(self.val_ds, idx)
-            self._val_loader = DataLoader(subset, batch_size=self.cfg.training.batch_size, shuffle=False,
-                                          collate_fn=collate_native, **self._loader_kw())
-        return self._val_loader
-
-    def _loader_kw(self) -> dict:
-        w = self.num_workers
-        if w and not self._closer_registered:
-            import atexit
-
-            # runs before multiprocessing's own exit handler (atexit is last-in first-out), which
-            # would terminate() the workers and wait for them forever: they ignore SIGTERM
-            atexit.register(self.close_loaders)
-            self._closer_registered = True
-        return {"num_workers": w, "pin_memory": self.device.type == "cuda", "persistent_workers": w > 0,
-                **({"worker_init_fn": _worker_init} if w else {})}
+        return self.loaders.val()
 
     def close_loaders(self) -> None:
-        """Stop the loaders' persistent workers (idempotent): the normal shutdown first (each
-        worker is told to exit), then SIGKILL for any that did not."""
-        for name in ("_train_loader", "_val_loader"):
-            loader = getattr(self, name)
-            setattr(self, name, None)
-            it = getattr(loader, "_iterator", None) if loader is not None else None
-            if it is None or not hasattr(it, "_shutdown_workers"):
-                continue
-            workers = list(getattr(it, "_workers", ()))
-            it._shutdown_workers()
-            for w in workers:
-                if w.is_alive():
-                    w.kill()
-                    w.join(timeout=5)
+        self.loaders.close()
 
     def class_frequencies(self) -> list[float]:
         """Pixel share of each class over the training masks (cached in class_frequencies.json).
@@ -224,27 +160,6 @@ class Components:
             sec, key = live_mod.LIVE_KEYS[k].config_key.split(".")
             d[sec][key] = v
         return d
-
-
-def _worker_init(_worker_id: int) -> None:
-    """Loader workers leave Ctrl-C and SIGTERM to the trainer, which stops cleanly (checkpoint,
-    'stopped') and then shuts them down; a worker killed by a signal sent to the whole process
-    group would turn that stop into a crash. A worker whose trainer dies exits by itself."""
-    import signal
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-
-
-def num_workers_for(setting: Any, world_size: int = 1, cpus: int | None = None) -> int:
-    """``training.num_workers``: an integer as given; ``auto``: one less than this process's share
-    of the CPUs (``cpus // world_size - 1``), at most 8 and at least 0. On a 2-core machine that
-    is 1 worker, on a 16-core GPU machine 8 (4 per process with 2 ranks)."""
-    if setting != "auto":
-        return int(setting)
-    if not cpus:
-        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(0, min(8, cpus // max(world_size, 1) - 1))
 
 
 def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:

@@ -79,16 +79,16 @@ def test_trainer_resolves_balanced_and_reports_a_background_heavy_alpha(tmp_path
     # the plan's scalar 0.25: background 0.75 against 0.25 for every part, said in the log, start and a warning
     evs = _events(tmp_path / "plan")
     start = next(e for e in evs if e["type"] == "start")
-    assert start["alpha"]["source"] == "scalar" and start["alpha"]["background_heavy"] is True
+    assert start["alpha_info"]["source"] == "scalar" and start["alpha_info"]["background_heavy"] is True
     warn = [e for e in evs if e["type"] == "warning" and e["code"] == "alpha_background"]
-    assert len(warn) == 1 and warn[0]["message"] == start["alpha"]["note"]
+    assert len(warn) == 1 and warn[0]["message"] == start["alpha_info"]["note"]
     assert [ln for ln in outs["plan"].splitlines() if "weights background 0.75" in ln]
     # balanced: per-class weights from this run's training frequencies, in force from the first step
     evs = _events(tmp_path / "balanced")
     start = next(e for e in evs if e["type"] == "start")
     freqs = next(iter(json.loads((tmp_path / "balanced" / "class_frequencies.json").read_text()).values()))
     expected = balanced_alpha(freqs["frequencies"])
-    assert start["alpha"]["source"] == "balanced" and start["alpha"]["background_heavy"] is False
+    assert start["alpha_info"]["source"] == "balanced" and start["alpha_info"]["background_heavy"] is False
     assert start["live"]["alpha"] == pytest.approx(expected)
     assert next(e for e in evs if e["type"] == "epoch")["alpha"] == pytest.approx(expected)
     assert not [e for e in evs if e["type"] == "warning" and e["code"] == "alpha_background"]

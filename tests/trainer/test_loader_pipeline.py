@@ -15,7 +15,8 @@ from trainer.config import ConfigError, load_config
 from trainer.data import SyntheticFaces
 from trainer.data.dataset import to_tensor
 from trainer.dist import DistContext
-from trainer.setup import build, num_workers_for
+from trainer.loaders import num_workers_for
+from trainer.setup import build
 
 ROOT = Path(__file__).resolve().parents[2]
 
