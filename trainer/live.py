@@ -10,7 +10,7 @@ import difflib
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
-from trainer.config import ALPHA_ALLOWED, Config, _alpha_ok, _show, all_keys, field_meta
+from trainer.config import ALPHA_ALLOWED, Config, _show, all_keys, field_meta
 from trainer.safe_yaml import is_number
 
 
@@ -48,7 +48,8 @@ LIVE_KEYS: dict[str, LiveKey] = {
         _live("lr", "training.learning_rate", "float", "step"),
         _live("gamma", "loss.focal_gamma", "float", "step"),
         # the config also takes 'balanced' (resolved to a list at start); a live value is numbers only
-        LiveKey("alpha", "loss.focal_alpha", "alpha", _alpha_ok, ALPHA_ALLOWED, "step"),
+        # (_coerce refuses a string before the check runs), so the allowed text is the numeric one
+        _live("alpha", "loss.focal_alpha", "alpha", "step", ALPHA_ALLOWED),
         _live("use_focal", "loss.use_focal", "bool", "step"),
         _live("dice_weight", "loss.dice_weight", "float", "step"),
         _live("use_class_weights", "loss.use_class_weights", "bool", "step"),
