@@ -156,6 +156,9 @@ class SegwatchApp(CockpitActions, App[int]):
         self.run_table._last = None
         if n >= 2:
             self.compare.display = not mode
+        if not mode:
+            for pane in self.panes.values():
+                pane.flush()  # every pane shown again: draw what the hidden ones kept
         self._update_table()
 
     def _update_table(self) -> None:
@@ -190,7 +193,7 @@ class SegwatchApp(CockpitActions, App[int]):
         for i, v in views.items():
             self.views[i] = v
             try:
-                self.panes[i].set_view(v)
+                self.panes[i].set_view(v, hidden=self.table_mode and i != self.selected)
             except NoMatches:  # shutting down: the pane's children are gone
                 return
         self._update_compare()
@@ -250,6 +253,8 @@ class SegwatchApp(CockpitActions, App[int]):
     def _show_selection(self) -> None:
         for pane in self.panes.values():
             pane.set_class(pane.index == self.selected, "-selected")
+            if pane.index == self.selected or not self.table_mode:
+                pane.flush()  # a pane hidden behind the run table draws the view it kept
         if len(self.watcher.runs) > 2 and self.selected in self.panes and not self.table_mode:
             self.panes[self.selected].scroll_visible()
         self._update_compare()

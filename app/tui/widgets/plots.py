@@ -31,7 +31,7 @@ class ViewPlot(PlotextPlot):
     """
 
     DEFAULT_CSS = "ViewPlot { height: 12; min-width: 30; }"
-    min_interval = 1.0
+    min_interval = 2.0  # epochs faster than this are coalesced (bench/tui_fast_epochs.py)
     minor_interval = 1.0
 
     def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
@@ -40,6 +40,8 @@ class ViewPlot(PlotextPlot):
         self.view: RunView | None = None
         self._drawn_t = 0.0
         self._timer: Any = None
+        self._gen = 0  # grows with each replot
+        self._built: Any = None  # (gen, size, theme) -> the figure built for them
 
     def key(self, view: RunView) -> Any:
         return view
@@ -70,7 +72,16 @@ class ViewPlot(PlotextPlot):
             return
         self._drawn_t = time.monotonic()
         self.replot(self.view)
+        self._gen += 1
         self.refresh()
+
+    def render(self) -> Any:
+        """The figure, built again only after a replot or a resize: a repaint for any other
+        reason (a style change, a region uncovered) reuses it (bench/tui_fast_epochs.py)."""
+        key = (self._gen, self.size, self.app.theme)
+        if self._built is None or self._built[0] != key:
+            self._built = (key, super().render())
+        return self._built[1]
 
     def replot(self, v: RunView) -> None:
         raise NotImplementedError

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from textual.app import ComposeResult
 from textual.containers import Horizontal, VerticalScroll
 
@@ -16,6 +18,16 @@ from .plots import FPlot, LossPlot
 
 COLOURS = ("green", "yellow", "red")
 PLOT_MAX, PLOT_MIN = 14, 7  # rows of the plots; below PLOT_MIN they collapse (hidden)
+PANE_EVERY = 1.0  # seconds: a pane redraws at most this often; views arriving faster are coalesced
+
+
+def urgent(view: RunView | None) -> tuple:
+    """What is drawn at once, never coalesced: the run's state and colour, a name, a command's
+    answer, a warning, a crash (only progress, epochs and steps, waits for the pane's next redraw)."""
+    if view is None:
+        return ()
+    return (view.index, view.name, view.status, view.colour, view.over, view.adjustments, len(view.warnings),
+            view.unreadable, view.read_note, view.crash_reason)
 
 
 class RunPane(VerticalScroll, can_focus=False):
@@ -29,6 +41,9 @@ class RunPane(VerticalScroll, can_focus=False):
         self.header: PaneHeader | None = None
         self._rows = PLOT_MAX
         self._note = note  # a line for the header from `segwatch run` (a warmup shrunk by --set training.epochs)
+        self._pending: RunView | None = None  # the newest view not drawn yet
+        self._drawn_t = -1e9
+        self._timer = None
 
     def compose(self) -> ComposeResult:
         # kept by reference (no queries): the clock may tick while the app shuts down
@@ -45,7 +60,30 @@ class RunPane(VerticalScroll, can_focus=False):
             yield from self.parts[2:4]
         yield from self.parts[4:]
 
-    def set_view(self, view: RunView) -> None:
+    def set_view(self, view: RunView, *, hidden: bool = False) -> None:
+        """Show ``view``: at once after a quiet second or when something :func:`urgent` changed,
+        else with the pane's next redraw (at most one per PANE_EVERY: epochs arriving faster are
+        coalesced, the newest is drawn). A hidden
+        pane (the run table shows another run's) keeps the view and draws it when shown."""
+        self._pending = view
+        if hidden:
+            return
+        wait = self._drawn_t + PANE_EVERY - time.monotonic()
+        if wait <= 0 or urgent(self.view) != urgent(view):
+            self.flush()
+        elif self._timer is None:
+            self._timer = self.set_timer(wait, self.flush)
+
+    def flush(self) -> None:
+        """Draw the pending view now (the pane was just shown, or its redraw is due)."""
+        if self._timer is not None:
+            self._timer.stop()
+            self._timer = None
+        view, self._pending = self._pending, None
+        if view is None or not self.parts:
+            self._pending = view
+            return
+        self._drawn_t = time.monotonic()
         self.view = view
         for c in COLOURS:
             self.set_class(view.colour == c, f"-{c}")

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import time
 
+TABLE_EVERY = 1.0  # seconds: the table redraws at most this often (views arriving faster are coalesced)
+
 from rich.text import Text
 from textual.widgets import Static
 
@@ -54,6 +56,10 @@ class RunTable(Static):
         self.names: list[str] = []
         self.selected = 0
         self._last: object = None
+        self._lines = -1  # lines of the text shown
+        self._drawn_t = -1e9
+        self._drawn_sel: tuple = ()  # (selected, runs with a view) when last drawn
+        self._timer = None
         self.beside = False  # set by the app: the table beside the selected pane (wide terminals)
 
     def show(self, views: dict[int, RunView], names: list[str], selected: int) -> None:
@@ -63,7 +69,26 @@ class RunTable(Static):
         if key == self._last:
             return
         self._last = key
-        self.update(self.table())
+        wait = self._drawn_t + TABLE_EVERY - time.monotonic()
+        # a key press, and a run's first view, are shown at once
+        if wait <= 0 or (selected, len(views)) != self._drawn_sel:
+            self._redraw()
+        elif self._timer is None:
+            self._timer = self.set_timer(wait, self._redraw)
+
+    def _redraw(self) -> None:
+        if self._timer is not None:
+            self._timer.stop()
+        self._timer = None
+        self._drawn_t, self._drawn_sel = time.monotonic(), (self.selected, len(self.views))
+        self._put(self.table())
+
+    def _put(self, text: Text) -> None:
+        """Show ``text``; a relayout (which repaints the whole screen, ~80 ms here) only when
+        its number of lines changed (bench/tui_fast_epochs.py)."""
+        lines = text.plain.count("\n")
+        self.update(text, layout=lines != self._lines)
+        self._lines = lines
 
     def table(self) -> Text:
         """One line per run; when the table is wide enough for two columns of text (beside the
@@ -108,4 +133,5 @@ class RunTable(Static):
 
     def on_resize(self) -> None:
         self._last = None
-        self.update(self.table())
+        self._lines = -1
+        self._put(self.table())

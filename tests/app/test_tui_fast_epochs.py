@@ -1,0 +1,79 @@
+"""Fast epochs: a pane redraws at most once per PANE_EVERY (views arriving faster are coalesced,
+the newest drawn), and a pane hidden behind the run table draws nothing until it is shown
+(bench/tui_fast_epochs.py measures the CPU)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from fake_trainer import FakeTrainer
+from tui_helpers import make_app, wait_for
+
+
+def start(tmp_path, n: int, **kw) -> list[FakeTrainer]:
+    return [FakeTrainer(tmp_path / f"run{i}", **kw).start() for i in range(n)]
+
+
+async def test_urgent_changes_are_drawn_at_once(tmp_path):
+    fts = start(tmp_path, 1, epochs=3, history=3, step_delay=0.01, hold=False)
+    app = make_app([f.run_dir for f in fts])
+    try:
+        async with app.run_test(size=(120, 40)) as pilot:
+            await wait_for(pilot, lambda: app.views.get(0) is not None and app.views[0].over, 30, "the run ended")
+            pane = app.panes[0]
+            await wait_for(pilot, lambda: pane.view is app.views[0], 5, "its last view drawn")
+            base = app.views[0]
+            pane.set_view(dataclasses.replace(base, epoch=base.epoch + 1, built_t=base.built_t + 1))
+            red = dataclasses.replace(base, colour="red", status="crashed", built_t=base.built_t + 2)
+            pane.set_view(red)
+            assert pane.view is red  # a run turning red is never held back
+    finally:
+        for f in fts:
+            f.stop_thread()
+
+
+async def test_hidden_panes_draw_nothing_until_shown(tmp_path):
+    fts = start(tmp_path, 6, epochs=40, history=6, step_delay=0.3)
+    app = make_app([f.run_dir for f in fts])
+    try:
+        async with app.run_test(size=(200, 55)) as pilot:
+            await wait_for(pilot, lambda: len(app.views) == 6 and all(v.epoch >= 6 for v in app.views.values()), 30,
+                           "six runs with history")
+            assert app.table_mode
+            await wait_for(pilot, lambda: app.panes[0].view is not None, 5, "the selected pane drawn")
+            for i in range(1, 6):  # kept, not drawn: their widgets never saw a view
+                pane = app.panes[i]
+                assert pane.view is None and pane._pending is not None
+                assert all(w.view is None for w in pane.parts if hasattr(w, "view"))
+            await pilot.press("tab")
+            pane = app.panes[1]
+            await wait_for(pilot, lambda: pane.view is not None and pane.parts[0].view is not None, 5, "pane 2 drawn")
+            assert f"epoch {pane.view.epoch}/" in pane.parts[0].render().plain
+    finally:
+        for f in fts:
+            f.stop_thread()
+
+
+async def test_views_faster_than_a_pane_redraws_are_coalesced(tmp_path):
+    fts = start(tmp_path, 1, epochs=3, history=3, step_delay=0.01, hold=False)
+    app = make_app([f.run_dir for f in fts])
+    try:
+        async with app.run_test(size=(120, 40)) as pilot:
+            await wait_for(pilot, lambda: app.views.get(0) is not None and app.views[0].over, 30, "the run ended")
+            pane = app.panes[0]
+            await wait_for(pilot, lambda: pane.view is app.views[0], 5, "its last view drawn")
+            base = app.views[0]
+            # progress only (not urgent): three more epochs, faster than a pane redraws
+            v1, v2, v3 = (dataclasses.replace(base, epoch=base.epoch + k, built_t=base.built_t + k) for k in (1, 2, 3))
+            pane.set_view(v1)
+            pane.set_view(v2)
+            pane.set_view(v3)
+            # at most one of the three drawn at once (the first, when the pane was quiet for a
+            # second), the newest kept for the pane's next redraw; v2 is never drawn
+            assert pane.view is not v2 and pane.view is not v3
+            assert pane._pending is v3
+            await wait_for(pilot, lambda: pane.view is v3, 5, "the newest view drawn")
+            assert pane.parts[0].view is v3
+    finally:
+        for f in fts:
+            f.stop_thread()
