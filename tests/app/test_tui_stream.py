@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import json
 import os
 import signal
@@ -167,10 +169,16 @@ async def test_two_runs_side_by_side_with_compare(tmp_path):
             assert p0.region.y == p1.region.y and p0.region.x < p1.region.x  # side by side
             await wait_for(pilot, lambda: "@ epoch" in app.compare.render().plain, 5, "compare")
             text = app.compare.render().plain
-            assert "aggressive − focal" in text and "val F" in text and "l_eye" in text
+            # each run named beside its own value, in the same order (issue 13)
+            m = re.search(r"@ epoch (\d+): +val F focal (\S+) · aggressive (\S+)", text)
+            assert m, text
+            ep = int(m.group(1))
+            fa, fb = app.views[0].by_epoch[ep][0], app.views[1].by_epoch[ep][0]
+            assert (m.group(2), m.group(3)) == (f"{fa:.3f}", f"{fb:.3f}")
+            assert "(aggressive − focal)" in text and "l_eye" in text
             assert "-0.0" in text  # the worse run shows negative deltas
             await pilot.press("2")
-            assert "aggressive − focal" in app.compare.render().plain
+            assert "(aggressive − focal)" in app.compare.render().plain
     finally:
         a.stop_thread()
         b.stop_thread()

@@ -54,15 +54,20 @@ class CompareBar(Widget):
             return Text("compare: waiting for both runs", style="dim")
         a, b = self.pair
         ep = common_epoch(a, b)
-        t.append("compare ", style="bold")
-        t.append(f"{b.name} − {a.name}", style="bold")
+        t.append("compare", style="bold")
         if ep is None:
-            t.append("  (no common epoch yet)", style="dim")
+            t.append(f" {a.name} · {b.name}  (no common epoch yet)", style="dim")
             return t
         fa, pa = a.by_epoch[ep]
         fb, pb = b.by_epoch[ep]
-        t.append(f" @ epoch {ep}:  val F {_f(fa)} vs {_f(fb)} ", style="")
+        # each name beside its own value, in the same order; the deltas say which way round
+        t.append(f" @ epoch {ep}:  val F ")
+        t.append(a.name, style="bold")
+        t.append(f" {_f(fa)} · ")
+        t.append(b.name, style="bold")
+        t.append(f" {_f(fb)}  Δ ")
         _delta(t, fb - fa if _num(fa) and _num(fb) else None)
+        t.append(f" ({b.name} − {a.name})", style="dim")
         t.append("   small: ", style="dim")
         for c in SMALL_CLASSES:
             va = pa[c] if c < len(pa) else None
