@@ -7,6 +7,7 @@ a terminal, one line per epoch per run is printed instead (app.headless).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -98,6 +99,14 @@ def _err(msg: str, code: int = 2) -> int:
     return code
 
 
+def _same_file(a: Any, b: Any) -> bool:
+    try:
+        sa, sb = os.fstat(a.fileno()), os.fstat(b.fileno())
+    except (OSError, ValueError, AttributeError):  # no real file behind one of them (tests, pipes closed)
+        return False
+    return (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino)
+
+
 def _runs_dir(args: argparse.Namespace) -> Path:
     return Path(args.runs_dir) if getattr(args, "runs_dir", None) else default_runs_dir()
 
@@ -116,8 +125,9 @@ def open_views(runs: list[Run], rules: list[Any], args: argparse.Namespace, spec
     was taken): stderr (and the log in headless mode), and a toast in the cockpit."""
     headless = getattr(args, "headless", False) or not sys.stdout.isatty()
     if headless:
-        for n in notes:
-            print(f"segwatch: {n}", flush=True)
+        if not _same_file(sys.stdout, sys.stderr):  # `> log 2>&1`: stderr already holds them
+            for n in notes:
+                print(f"segwatch: {n}", flush=True)
         from app.headless import follow
 
         return follow(runs, rules, interval=args.interval or 2.0, specs=specs, plan=plan,

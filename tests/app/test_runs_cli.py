@@ -104,3 +104,16 @@ def test_a_taken_run_name_and_a_shrunk_warmup_are_said(tmp_path):
     assert p.returncode == 0 and (root / "mine").is_dir() and "exists" not in p.stderr
     shrank = "mine: --set training.epochs=1 shrank the warmup: training.warmup_epochs 10 -> 0"
     assert shrank in p.stderr and shrank in p.stdout
+
+
+def test_headless_notes_are_said_once_when_stdout_and_stderr_are_one_file(tmp_path):
+    """`segwatch run --headless > log 2>&1`: the notes printed on stderr are not printed again."""
+    from app.commands.run import _same_file
+
+    with open(tmp_path / "log", "w") as f, open(tmp_path / "other", "w") as g:
+        dup = os.fdopen(os.dup(f.fileno()), "w")
+        try:
+            assert _same_file(f, dup)  # 2>&1
+            assert not _same_file(f, g)  # > log, stderr elsewhere: the log gets them too
+        finally:
+            dup.close()
