@@ -18,7 +18,7 @@ from app.health import evaluate
 from app.notify import Delivery, Notifier, end_detail, end_summary, gate_lines
 from app.snapshot import ERROR_HEAD, OVER, build_view, error_lines, fmt_duration
 from trainer.datainfo import data_badge, data_line
-from trainer.live import format_value
+from trainer.core.live import format_value
 
 
 def _f(v: Any, nd: int = 3) -> str:

@@ -22,7 +22,7 @@ from typing import Sequence
 from app.placement import held_by_run, place, resume_gpus
 from app.preflight import check_data
 from app.runlib import safeio
-from trainer.config import ConfigError, load_config
+from trainer.core.config import ConfigError, load_config
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 _NAME_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
@@ -118,7 +118,7 @@ def plan_runs(configs: Sequence[str | Path], sets: Sequence[str] = (), *, runs_d
 
 
 def _source(path: Path, sets: Sequence[str]) -> str:
-    """How trainer.config names a config in its errors: 'A.yaml (with --set k=v ...)'."""
+    """How trainer.core.config names a config in its errors: 'A.yaml (with --set k=v ...)'."""
     return str(path) + (f" (with {' '.join('--set ' + s for s in sets)})" if sets else "")
 
 

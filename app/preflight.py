@@ -1,6 +1,6 @@
 """What can be checked about a run before its run directory is made (no torch, os only).
 
-``segwatch run`` (and a plan) validate every config with ``trainer.config.load_config``; this
+``segwatch run`` (and a plan) validate every config with ``trainer.core.config.load_config``; this
 adds what the trainer would otherwise find only after the run directory exists: a ``data.root``
 that is not there, or whose layout is neither dataset layout (the same rules as
 ``trainer.data.dataset.detect_format`` and the dataset classes' folder checks, with
@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from trainer.config import ConfigError
+from trainer.core.config import ConfigError
 
 MINI_DIRS = ("train/images", "train/masks", "val/images", "val/masks")
 CELEB_DIRS = ("CelebA-HQ-img", "CelebAMask-HQ-mask-anno")  # trainer.data.folders.CelebAMaskHQDataset

@@ -1,6 +1,6 @@
 """Scoring PNG masks against ground truth with the organisers' F-measure (`segwatch evaluate`).
 
-numpy + Pillow, no torch: the F-measure is trainer.fmeasure's, the one the trainer reports.
+numpy + Pillow, no torch: the F-measure is trainer.core.fmeasure's, the one the trainer reports.
 Predictions and ground truth are matched by file stem; missing and extra files, unreadable or
 multi-channel masks and size mismatches are each reported by name, never skipped silently.
 """
@@ -14,7 +14,7 @@ from pathlib import Path
 
 @dataclass
 class Scored:
-    result: dict | None  # trainer.fmeasure.f_measure_numpy's dict, over the scored pairs
+    result: dict | None  # trainer.core.fmeasure.f_measure_numpy's dict, over the scored pairs
     scored: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)  # ground truth without a prediction
     extra: list[str] = field(default_factory=list)  # predictions without ground truth
@@ -60,8 +60,8 @@ def read_mask(path: Path):
 
 
 def score(pred_dir: Path, gt_dir: Path) -> Scored:
-    from trainer.data.classes import IGNORE_INDEX, NUM_CLASSES
-    from trainer.fmeasure import f_measure_numpy
+    from trainer.core.classes import IGNORE_INDEX, NUM_CLASSES
+    from trainer.core.fmeasure import f_measure_numpy
 
     s = Scored(result=None)
     preds = _pngs(pred_dir, "--pred", s.not_png)

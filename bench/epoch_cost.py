@@ -35,7 +35,7 @@ def main() -> None:
     import torch
 
     from bench.common import machine_info, write_json
-    from trainer.config import load_config
+    from trainer.core.config import load_config
     from trainer.dist import DistContext
     from trainer.setup import Components, build
     from trainer.train import Trainer

@@ -93,7 +93,7 @@ def check_cuda_setup(device, tmp: Path) -> dict:
     import torch
 
     from trainer import checkpoint as ckpt
-    from trainer.config import load_config
+    from trainer.core.config import load_config
     from trainer.dist import DistContext
     from trainer.setup import build, open_record, restore_state
     from trainer.train import Trainer

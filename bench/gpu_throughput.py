@@ -64,7 +64,7 @@ def _trainer(run_dir: Path, device, *, size: int, batch: int, n_train: int, work
              amp: str, channels_last: str):
     import torch  # noqa: F401
 
-    from trainer.config import from_dict
+    from trainer.core.config import from_dict
     from trainer.dist import DistContext
     from trainer.setup import build, open_record
     from trainer.train import Trainer

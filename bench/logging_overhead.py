@@ -46,7 +46,7 @@ VARIANTS = ("none", "segwatch", "wandb", "tensorboard")
 def make_trainer(run_dir: Path, *, image_size: int, width: int, batch: int, n_batches: int, log_every: int):
     import torch
 
-    from trainer.config import from_dict
+    from trainer.core.config import from_dict
     from trainer.dist import DistContext
     from trainer.setup import build, open_record
     from trainer.train import Trainer

@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.common import machine_info, write_json  # noqa: E402
-from trainer.data.classes import CLASS_NAMES, SMALL_CLASSES  # noqa: E402
+from trainer.core.classes import CLASS_NAMES, SMALL_CLASSES  # noqa: E402
 
 CONFIGS = ("baseline", "lmsa", "lmsa_focal", "lmsa_aggressive")
 

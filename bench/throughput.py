@@ -40,7 +40,7 @@ from bench.common import machine_info, summary, write_json  # noqa: E402
 def _build(run_dir: Path, *, image_size: int, batch: int, steps: int, workers: int, width: int):
     import torch
 
-    from trainer.config import from_dict
+    from trainer.core.config import from_dict
     from trainer.dist import DistContext
     from trainer.setup import build, open_record
     from trainer.train import Trainer

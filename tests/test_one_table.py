@@ -38,14 +38,14 @@ def test_the_tables_are_the_ones_imported():
     from app.plan import scheduler
     from app.runlib import COMMANDS, ENDED, run
     from trainer import control as trainer_control
-    from trainer.live import COMMANDS as TRAINER_COMMANDS
+    from trainer.core.live import COMMANDS as TRAINER_COMMANDS
 
     assert COMMANDS is TRAINER_COMMANDS is trainer_control.COMMANDS is run.COMMANDS
     assert control.ENDED is ENDED is scheduler.ENDED and set(ENDED) == FACTS["ended statuses"]
 
 
 def test_the_palette_and_segwatch_set_read_a_typed_value_alike():
-    """One parser for a typed value (trainer.safe_yaml.typed_value): YAML plus numbers YAML 1.1 leaves as text."""
+    """One parser for a typed value (trainer.core.safe_yaml.typed_value): YAML plus numbers YAML 1.1 leaves as text."""
     from app.commands.control import parse_assignments
     from app.tui.commands import parse_value
 
@@ -56,7 +56,7 @@ def test_the_palette_and_segwatch_set_read_a_typed_value_alike():
 
 
 def test_number_helpers_have_one_home():
-    from trainer.safe_yaml import as_number, is_number
+    from trainer.core.safe_yaml import as_number, is_number
 
     assert [is_number(v) for v in (1, 2.5, True, "1", None, float("nan"))] == [True, True, False, False, False, True]
     assert not is_number(float("inf"), finite=True) and not is_number(10**400, finite=True)
@@ -73,3 +73,27 @@ def test_the_val_f_plot_draws_the_rules_numbers():
     assert DEFAULT_THRESHOLDS["milestones"][1] == (rules.milestones.mid_val_f_epoch, rules.thresholds.mid_val_f_healthy)
     own = load_rules(overrides={"thresholds": {"late_success": 0.8}})
     assert plot_thresholds(own)["target"] == 0.8
+
+
+OLD_CORE_NAMES = ("trainer.config", "trainer.live", "trainer.safe_yaml", "trainer.data.classes", "trainer.fmeasure")
+
+
+def test_nothing_imports_the_shared_core_by_its_old_name():
+    """The shared core has one home, trainer/core/; the old module names are aliases for branches in flight."""
+    import re
+
+    pat = re.compile(r"\b(?:from|import)\s+(" + "|".join(re.escape(n) for n in OLD_CORE_NAMES) + r")\b"
+                     r"|from trainer import (?:config|live|safe_yaml|fmeasure)\b|from trainer\.data import classes\b")
+    aliases = {ROOT / "trainer" / "config.py", ROOT / "trainer" / "live.py", ROOT / "trainer" / "safe_yaml.py",
+               ROOT / "trainer" / "data" / "classes.py", ROOT / "trainer" / "fmeasure.py"}
+    hits = [f"{p.relative_to(ROOT)}: {m.group(0)}" for d in ("app", "trainer", "tests", "bench", "docs")
+            for p in sorted((ROOT / d).rglob("*.py")) if p not in aliases for m in pat.finditer(p.read_text())]
+    assert hits == []
+
+
+def test_the_old_names_are_the_core_modules():
+    import importlib
+
+    for old in OLD_CORE_NAMES:
+        new = "trainer.core." + old.rsplit(".", 1)[1]
+        assert importlib.import_module(old) is importlib.import_module(new), old

@@ -10,7 +10,7 @@ import sys
 import traceback
 from pathlib import Path
 
-from trainer.config import ConfigError, all_keys, load_config, parse_override
+from trainer.core.config import ConfigError, all_keys, load_config, parse_override
 from trainer.data.errors import DataError
 from trainer.runfiles import existing_run, open_regular
 
@@ -128,7 +128,7 @@ def resume_sets(run_dir: str, overrides: list[str]) -> dict:
     """``--resume DIR --set KEY=VALUE``: live settings only (by config key or live name), applied
     as a recorded adjustment when the run continues; any other key is refused (exit 2), never
     ignored. Values are checked against the checkpoint once it is loaded (:func:`_check_sets`)."""
-    from trainer import live as live_mod
+    from trainer.core import live as live_mod
 
     values = {}
     for item in overrides:
@@ -145,7 +145,7 @@ def resume_sets(run_dir: str, overrides: list[str]) -> dict:
 
 
 def _check_sets(args: argparse.Namespace, state: dict) -> dict:
-    from trainer import live as live_mod
+    from trainer.core import live as live_mod
 
     values = getattr(args, "live_sets", {})
     if not values:
@@ -162,7 +162,7 @@ def _run(args: argparse.Namespace, cfg, argv: list[str]) -> int:
     from trainer.datainfo import data_line
     from trainer.device import choose_device, gpu_inventory
     from trainer.alpha import describe as describe_alpha
-    from trainer.data.classes import NUM_CLASSES
+    from trainer.core.classes import NUM_CLASSES
     from trainer.dist import init_distributed
     from trainer.setup import (build, load_resume, new_run_dir, open_record, out, reshape_state, restore_state,
                                saved_world_size)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from trainer.live import COMMANDS
+from trainer.core.live import COMMANDS
 from trainer.runfiles import UnsafeFile, open_regular
 
 MAX_LINE = 1 << 20  # a control line longer than 1 MiB is refused, not buffered forever

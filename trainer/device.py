@@ -19,7 +19,7 @@ import warnings
 
 import torch
 
-from trainer.config import ConfigError
+from trainer.core.config import ConfigError
 
 
 def rank_seed(seed: int, rank: int) -> int:

@@ -16,7 +16,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from trainer.config import ConfigError, from_dict, load_config, read_yaml
+from trainer.core.config import ConfigError, from_dict, load_config, read_yaml
 from trainer.data.errors import DataError
 
 

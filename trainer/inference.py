@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from trainer import checkpoint as ckpt
-from trainer.config import Config, ConfigError, from_dict, load_config, read_yaml
+from trainer.core.config import Config, ConfigError, from_dict, load_config, read_yaml
 from trainer.model import DEFAULT_WIDTH, build_model
 
 SHOW = 4  # example keys per kind of difference in a mismatch message

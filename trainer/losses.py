@@ -24,7 +24,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from trainer.data.classes import IGNORE_INDEX, NUM_CLASSES
+from trainer.core.classes import IGNORE_INDEX, NUM_CLASSES
 
 __all__ = ["AlphaLike", "alpha_vector", "focal_loss", "dice_loss", "cross_entropy", "SegLoss"]
 

@@ -27,8 +27,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from trainer.data.classes import IGNORE_INDEX, NUM_CLASSES
-from trainer.fmeasure import BETA, EPS, _f_from_conf, _summarise, f_measure_numpy  # noqa: F401 - torch-free home
+from trainer.core.classes import IGNORE_INDEX, NUM_CLASSES
+from trainer.core.fmeasure import BETA, EPS, _f_from_conf, _summarise, f_measure_numpy  # noqa: F401 - torch-free home
 
 __all__ = ["EPS", "FScoreMeter", "f_measure_numpy"]
 

@@ -53,7 +53,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from trainer.data.classes import NUM_CLASSES
+from trainer.core.classes import NUM_CLASSES
 
 __all__ = [
     "DEFAULT_WIDTH",

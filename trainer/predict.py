@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     def log(msg: str, err: bool = False) -> None:
         print(msg, file=sys.stderr if err else sys.stdout, flush=True)
 
-    from trainer.config import ConfigError
+    from trainer.core.config import ConfigError
 
     try:
         images, other = list_images(Path(args.images))

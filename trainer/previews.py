@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from trainer.data.augment import IMAGE_MEAN, IMAGE_STD
-from trainer.data.classes import CLASS_COLOURS, IGNORE_INDEX, SMALL_CLASSES
+from trainer.core.classes import CLASS_COLOURS, IGNORE_INDEX, SMALL_CLASSES
 from trainer.runfiles import UnsafeFile, describe, open_regular
 
 IMAGES = 4  # images per preview

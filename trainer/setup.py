@@ -21,8 +21,8 @@ from torch.utils.data import DataLoader
 
 from trainer import alpha as alpha_mod
 from trainer import checkpoint as ckpt
-from trainer import live as live_mod
-from trainer.config import Config, ConfigError, from_dict
+from trainer.core import live as live_mod
+from trainer.core.config import Config, ConfigError, from_dict
 from trainer.data import build_datasets, class_frequencies, class_weights_from_frequencies
 from trainer.data.augment import Augment
 from trainer.device import choose_precision, rank_seed

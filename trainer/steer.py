@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from trainer import live as live_mod
+from trainer.core import live as live_mod
 from trainer.control import ControlReader, Incoming
 from trainer.record import EventWriter
 

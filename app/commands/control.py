@@ -17,8 +17,8 @@ from typing import Any
 import yaml
 
 from app.runlib import ENDED, Run, default_runs_dir, resolve_run
-from trainer.live import LIVE_KEYS, format_value, validate
-from trainer.safe_yaml import typed_value
+from trainer.core.live import LIVE_KEYS, format_value, validate
+from trainer.core.safe_yaml import typed_value
 
 STATUS_STYLE = {"running": "green", "paused": "yellow", "starting": "cyan", "crashed": "bold red", "stalled": "bold red",
                 "finished": "blue", "early_stop": "blue", "stopped": "magenta"}

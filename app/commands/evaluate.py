@@ -31,7 +31,7 @@ def _names(items: list[str]) -> str:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from app.scoring import score  # numpy + Pillow: only when this command runs
-    from trainer.data.classes import CLASS_NAMES
+    from trainer.core.classes import CLASS_NAMES
 
     try:
         s = score(Path(args.pred), Path(args.gt))

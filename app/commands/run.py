@@ -18,7 +18,7 @@ from app.commands import control
 from app.health import Rules, RulesError, load_rules, plot_thresholds
 from app.plan import start as plan_start
 from app.runlib import Run, RunNotFound, default_runs_dir, list_runs, resolve_run
-from trainer.config import ConfigError, load_config
+from trainer.core.config import ConfigError, load_config
 
 ALIVE = ("starting", "running", "paused", "stalled")  # stalled: alive, no progress (never start a second trainer)
 
@@ -186,12 +186,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _warmup_note(config: str, cfg: Any, sets: list[str]) -> str | None:
-    """Say when ``--set training.epochs=N`` shrank the warmup (trainer.config keeps the warmup's
+    """Say when ``--set training.epochs=N`` shrank the warmup (trainer.core.config keeps the warmup's
     share of a shortened run): the LR curve is not the file's."""
     if any(s.split("=", 1)[0].strip() == "training.warmup_epochs" for s in sets):
         return None
     try:
-        from trainer.config import TrainingConfig, read_yaml
+        from trainer.core.config import TrainingConfig, read_yaml
 
         train = read_yaml(config).get("training") or {}
         warm = train.get("warmup_epochs", TrainingConfig.warmup_epochs) if isinstance(train, dict) else None

@@ -20,7 +20,7 @@ from app.commands.control import STATUS_STYLE
 from app.runlib import Run, RunNotFound, default_runs_dir, list_runs, resolve_run
 from app.runlib.find import is_run_dir
 from app.snapshot import build_view, fmt_duration
-from trainer.safe_yaml import as_number
+from trainer.core.safe_yaml import as_number
 
 ALIVE = ("starting", "running", "paused", "stalled")
 

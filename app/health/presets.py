@@ -12,7 +12,7 @@ import math
 from typing import Any, Mapping
 
 from app.health.schema import LIVE_KEYS, KeyOps, Preset, Rules
-from trainer.safe_yaml import is_number
+from trainer.core.safe_yaml import is_number
 
 FOCAL_KEYS = ("gamma", "alpha")  # no effect while use_focal is false
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 
-from trainer.safe_yaml import read_yaml_mapping
+from trainer.core.safe_yaml import read_yaml_mapping
 
 from app.health.schema import SECTIONS, TOP_KEYS, Preset, Rules, section_fields
 from app.health.validate import Layer, RulesError, check_layer
@@ -31,7 +31,7 @@ DEFAULT_RULES_PATH = Path(__file__).with_name("default_rules.yaml")
 
 
 def _read_yaml(path: Path) -> dict:
-    """The rules file, read like a run config (trainer.safe_yaml), errors as RulesError."""
+    """The rules file, read like a run config (trainer.core.safe_yaml), errors as RulesError."""
     return read_yaml_mapping(path, RulesError, f"a mapping with keys {', '.join(TOP_KEYS)}")
 
 

@@ -3,7 +3,7 @@
 The rules file's fixed sections (phases, milestones, thresholds, windows, late, nonfinite) are
 described here by dataclass fields whose metadata says what is allowed; ``rules.py`` reads the
 YAML and validates it against these fields. Pure Python: no torch, no UI. The live keys' ranges
-are the trainer's (trainer.live, trainer.config): one table.
+are the trainer's (trainer.core.live, trainer.core.config): one table.
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from trainer.config import field_meta
-from trainer.data.classes import NUM_CLASSES
-from trainer.live import LIVE_KEYS as TRAINER_LIVE
+from trainer.core.config import field_meta
+from trainer.core.classes import NUM_CLASSES
+from trainer.core.live import LIVE_KEYS as TRAINER_LIVE
 
 # Every signal the evaluator knows, in display order. run_state is always checked.
 SIGNAL_IDS: tuple[str, ...] = (
@@ -37,15 +37,15 @@ SIGNAL_IDS: tuple[str, ...] = (
 )
 LISTABLE_SIGNALS = SIGNAL_IDS[1:]
 
-# Live keys (docs/control.md) and the ranges a preset's result is clamped to: derived from trainer.live
-# (whose ranges are trainer/config.py's), narrowed where a preset must stay inside an open end or short
+# Live keys (docs/control.md) and the ranges a preset's result is clamped to: derived from trainer.core.live
+# (whose ranges are trainer/core/config.py's), narrowed where a preset must stay inside an open end or short
 # of a bound the protocol allows: lr stays positive, dropout stops at 0.95, warmup below the epoch cap.
 _PRESET_CLAMP: dict[str, dict[str, Any]] = {
     "lr": {"lo": 1e-8},
     "dropout": {"hi": 0.95, "allowed": "a number in [0, 0.95]"},
     "warmup_epochs": {"hi": 99_999},
-    "alpha": {"lo": 0.0, "hi": 1.0},  # each value, a scalar or one per class (trainer.config._alpha_ok)
-    "scale_range": {"lo": 0.01, "hi": 4.0},  # each end (trainer.config._scale_ok: 0 < lo <= hi <= 4)
+    "alpha": {"lo": 0.0, "hi": 1.0},  # each value, a scalar or one per class (trainer.core.config._alpha_ok)
+    "scale_range": {"lo": 0.01, "hi": 4.0},  # each end (trainer.core.config._scale_ok: 0 < lo <= hi <= 4)
 }
 
 

@@ -126,7 +126,7 @@ def submit_plan(args: argparse.Namespace, runs_dir: Path, launcher: Any, open_vi
     from app.plan import start as plan_start
     from app.plan.watch import PlanWatch
     from app.runlib import Run
-    from trainer.config import ConfigError
+    from trainer.core.config import ConfigError
 
     try:
         plan, cfgs = plan_start.build_plan(args, runs_dir)

@@ -26,7 +26,7 @@ import operator
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from trainer.safe_yaml import is_number
+from trainer.core.safe_yaml import is_number
 
 DEFAULT_GATE = "best_val_f < success_threshold"
 

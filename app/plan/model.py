@@ -18,7 +18,7 @@ from typing import Any
 
 from app.health import load_rules
 from app.runlib import Run, safeio
-from trainer.safe_yaml import as_number
+from trainer.core.safe_yaml import as_number
 
 PLAN_VERSION = 1
 #: queued -> started -> ended, or queued -> skipped (a gate did not hold, or the run before it

@@ -23,8 +23,8 @@ from app.health import RulesError, load_rules
 from app.plan.gate import DEFAULT_GATE, NAMES, Gate, GateError
 from app.plan.model import Plan, PlanItem, plans_dir
 from app.preflight import check_data
-from trainer.config import ConfigError, all_keys, load_config
-from trainer.live import LIVE_KEYS
+from trainer.core.config import ConfigError, all_keys, load_config
+from trainer.core.live import LIVE_KEYS
 
 _SAFE = re.compile(r"[^A-Za-z0-9._+-]")
 

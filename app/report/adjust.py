@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app.report.collect import RunRecord
-from trainer.safe_yaml import is_number
+from trainer.core.safe_yaml import is_number
 
 MIN_WINDOW = 2  # epochs ended with the change before the report judges it
 NOISE_FLOOR = 0.002  # val F: differences smaller than this are never called an effect

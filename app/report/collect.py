@@ -8,7 +8,7 @@ from typing import Any
 
 from app.plan.model import read_run_record
 from app.runlib import Run
-from trainer.data.classes import NUM_CLASSES, SMALL_CLASSES
+from trainer.core.classes import NUM_CLASSES, SMALL_CLASSES
 
 IGNORED_DIFF_KEYS = ("name",)
 
@@ -49,7 +49,7 @@ class RunRecord:
         return list(pc) if isinstance(pc, list) and len(pc) == NUM_CLASSES else [None] * NUM_CLASSES
 
     def small_mean(self) -> float | None:
-        """Mean per-class F (best epoch) over the small parts (trainer.data.classes.SMALL_CLASSES)."""
+        """Mean per-class F (best epoch) over the small parts (trainer.core.classes.SMALL_CLASSES)."""
         vals = [v for c, v in enumerate(self.per_class()) if c in SMALL_CLASSES and isinstance(v, (int, float))]
         return sum(vals) / len(vals) if vals else None
 

@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 from app.report.collect import RunRecord
-from trainer.data.classes import CLASS_NAMES, REAL_SHARES
+from trainer.core.classes import CLASS_NAMES, REAL_SHARES
 
 MARKERS = ["●", "+", "x", "o", "*", "#", "@", "%"]
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")

@@ -11,8 +11,8 @@ from typing import Any
 from app.report.adjust import adjustments_table
 from app.report.collect import RunRecord, config_diff
 from app.snapshot import fmt_duration
-from trainer.data.classes import CLASS_NAMES, REAL_SHARES, SMALL_CLASSES
-from trainer.live import format_value
+from trainer.core.classes import CLASS_NAMES, REAL_SHARES, SMALL_CLASSES
+from trainer.core.live import format_value
 
 STUDY_KEYS = ("loss.focal_gamma", "loss.focal_alpha")
 CHAIN = (("Baseline", "none", False), ("+LMSA", "lmsa", False), ("+Focal", "lmsa", True))

@@ -7,10 +7,10 @@ import signal
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from trainer.live import LIVE_KEYS, format_value
+from trainer.core.live import LIVE_KEYS, format_value
 
 from .safeio import clean, clean_value
-from trainer.live import validate as validate_live
+from trainer.core.live import validate as validate_live
 
 NONFINITE_CODES = ("nonfinite_loss", "nonfinite_grad")
 END_STATUS = {"completed": "finished", "early_stop": "early_stop", "stopped": "stopped", "crashed": "crashed"}

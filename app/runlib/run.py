@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from app.launchers.jobinfo import job_info
-from trainer.live import COMMANDS, validate
+from trainer.core.live import COMMANDS, validate
 
 from . import runfiles, safeio
 from .liveness import exit_applies, read_proc
@@ -244,7 +244,7 @@ class Run:
     def send(self, cmd: str, values: dict | None = None, *, reason: str = "", source: str = "cli") -> str:
         """Append one command to control.jsonl and return its id.
 
-        ``set`` values are checked first with ``trainer.live.validate`` against the live
+        ``set`` values are checked first with ``trainer.core.live.validate`` against the live
         settings in force; a refusal raises ``ValueError(reason)`` and nothing is written.
         """
         if cmd not in COMMANDS:

@@ -15,7 +15,7 @@ from textual.message import Message
 
 from app.health import resolve_preset
 from app.snapshot import RunView, undo_target
-from trainer.live import validate
+from trainer.core.live import validate
 
 from .screens.confirm import ConfirmDialog
 from .screens.help import HelpScreen

@@ -7,13 +7,13 @@ from functools import partial
 import yaml
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
-from trainer.live import LIVE_KEYS, format_value, validate
-from trainer.safe_yaml import typed_value
+from trainer.core.live import LIVE_KEYS, format_value, validate
+from trainer.core.safe_yaml import typed_value
 
 
 def parse_value(raw: str):
     """'2e-4' -> 0.0002, 'true' -> True, '[0.8, 1.2]' -> [0.8, 1.2]: as `segwatch set` reads it
-    (trainer.safe_yaml.typed_value); text that is not YAML is kept as typed (validate refuses it)."""
+    (trainer.core.safe_yaml.typed_value); text that is not YAML is kept as typed (validate refuses it)."""
     try:
         return typed_value(raw)
     except yaml.YAMLError:

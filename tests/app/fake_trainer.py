@@ -2,7 +2,7 @@
 
 It writes a run directory the way docs/run-directory.md says (config.yaml, meta.json,
 trainer.pid, events.jsonl) and answers control.jsonl per docs/control.md, validating ``set``
-with the real live-settings table (trainer.live). No torch, no model: epochs are a canned curve.
+with the real live-settings table (trainer.core.live). No torch, no model: epochs are a canned curve.
 
 In-process (a thread, for Pilot tests)::
 
@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from trainer.live import validate  # noqa: E402  (pure Python)
+from trainer.core.live import validate  # noqa: E402  (pure Python)
 
 DEFAULT_LIVE = {
     "lr": 3e-4, "gamma": 2.5, "alpha": 0.5, "use_focal": True, "dice_weight": 1.5,

@@ -17,7 +17,7 @@ from _runrecord import Record
 import app.cli
 from app.commands import control
 from app.runlib.tail import JsonlTail
-from trainer.live import validate
+from trainer.core.live import validate
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -32,7 +32,7 @@ def main(argv: list[str]) -> int:
 
 
 class FakeTrainer(threading.Thread):
-    """Answers every command: ack (applying set values with trainer.live.validate) or nack."""
+    """Answers every command: ack (applying set values with trainer.core.live.validate) or nack."""
 
     def __init__(self, rec: Record, refuse: str | None = None):
         super().__init__(daemon=True)

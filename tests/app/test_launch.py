@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from app import launch
-from trainer.config import ConfigError
+from trainer.core.config import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = ["data.synthetic_train=16", "data.synthetic_val=8", "data.image_size=64", "training.epochs=3",

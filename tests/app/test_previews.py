@@ -18,7 +18,7 @@ from app.runlib import previews as pv
 from app.runlib import safeio
 from app.tui.screens.previews import PreviewScreen
 from tests.app.tui_helpers import make_app, wait_for
-from trainer.data.classes import CLASS_COLOURS, SMALL_CLASSES
+from trainer.core.classes import CLASS_COLOURS, SMALL_CLASSES
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = ["data.synthetic_train=16", "data.synthetic_val=6", "data.image_size=32", "training.batch_size=8",

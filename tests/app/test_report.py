@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from app.runlib import Run
-from trainer.data.classes import CLASS_NAMES, REAL_SHARES, SMALL_CLASSES
+from trainer.core.classes import CLASS_NAMES, REAL_SHARES, SMALL_CLASSES
 
 ROOT = Path(__file__).resolve().parents[2]
 RUNS = ("baseline", "lmsa", "lmsa_focal", "lmsa_focal_g1")

@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from trainer import cli
-from trainer.config import _SECTION_CLASSES, Config, ConfigError, load_config
+from trainer.core.config import _SECTION_CLASSES, Config, ConfigError, load_config
 
 SECTIONS = {sec: [f.name for f in dataclasses.fields(cls)] for sec, cls in _SECTION_CLASSES.items()}
 TOP = [f.name for f in dataclasses.fields(Config) if f.name not in SECTIONS and f.name != "health"]

@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from app.runlib import Run
-from trainer import live as live_mod
+from trainer.core import live as live_mod
 from trainer.control import COMMANDS
 from trainer.record import EventWriter, read_events
 from trainer.steer import Steering

@@ -194,7 +194,7 @@ def test_resume_state_loads_onto_the_cpu_whatever_the_device(tmp_path):
 
     run = tmp_path / "r"
     (run / "checkpoints").mkdir(parents=True)
-    from trainer.config import load_config
+    from trainer.core.config import load_config
 
     cfg = load_config(CONFIGS / "baseline.yaml", TINY)
     ckpt.save(run / "checkpoints" / "last.pt", {"model": {"w": torch.ones(2)}, "optimizer": {}, "epoch": 1, "live": {},

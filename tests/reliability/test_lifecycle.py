@@ -308,7 +308,7 @@ def test_a_data_root_of_neither_layout_and_a_plan_are_refused_up_front(tmp_path)
 
 def test_preflight_accepts_the_layouts_the_trainer_accepts(tmp_path):
     from app.preflight import check_data
-    from trainer.config import ConfigError, load_config
+    from trainer.core.config import ConfigError, load_config
 
     mini, celeb = tmp_path / "mini", tmp_path / "celeb"
     for d in ("train/images", "train/masks", "val/images", "val/masks"):

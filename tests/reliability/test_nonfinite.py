@@ -43,7 +43,7 @@ def test_nan_loss_step_is_skipped_run_turns_red_checkpoints_stay_finite(tmp_path
 def test_checkpoint_write_is_refused_when_the_weights_are_not_finite(tmp_path):
     """In-process, the trainer's own save(): poison one weight, the write is refused with a
     warning event, and the previous last.pt stays as it was."""
-    from trainer.config import load_config
+    from trainer.core.config import load_config
     from trainer.dist import DistContext
     from trainer.setup import build, open_record
     from trainer.train import Trainer

@@ -46,14 +46,14 @@ def test_no_unsafe_call_in_the_source(pattern, what):
 
 
 def test_yaml_is_read_with_safe_loaders_and_torch_load_with_weights_only():
-    from trainer import safe_yaml
+    from trainer.core import safe_yaml
 
     for p in SOURCES:
         code = _code(p.read_text())
         for m in re.finditer(r"yaml\.load\((.*)", code):
             loader = re.search(r"Loader\s*=\s*(\w+)", m.group(1))
             assert loader, f"{p}: yaml.load without a Loader"
-            mod = {"trainer/safe_yaml.py": safe_yaml}.get(str(p.relative_to(ROOT)))
+            mod = {"trainer/core/safe_yaml.py": safe_yaml}.get(str(p.relative_to(ROOT)))
             assert mod is not None and issubclass(getattr(mod, loader.group(1)), yaml.SafeLoader), f"{p}: {m.group(0)}"
         for m in re.finditer(r"torch\.load\(", code):
             call = code[m.start():code.find(")", m.end()) + 1]

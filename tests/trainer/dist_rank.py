@@ -47,7 +47,7 @@ def flags() -> dict:
 def trainer_steps(run_dir: Path) -> dict:
     """Real trainer components on each rank; count the collectives of 3 training steps, with one
     control line arriving before the second."""
-    from trainer.config import load_config
+    from trainer.core.config import load_config
     from trainer.setup import build, open_record
     from trainer.train import Trainer
 

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from trainer.alpha import balanced_alpha, describe
-from trainer.config import ConfigError, load_config
-from trainer.data.classes import REAL_SHARES, SMALL_CLASSES
-from trainer.live import validate
+from trainer.core.config import ConfigError, load_config
+from trainer.core.classes import REAL_SHARES, SMALL_CLASSES
+from trainer.core.live import validate
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = ["data.synthetic_train=16", "data.synthetic_val=4", "data.image_size=64", "training.batch_size=8",

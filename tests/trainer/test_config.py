@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from trainer.config import PARAM_CAP, ConfigError, load_config
+from trainer.core.config import PARAM_CAP, ConfigError, load_config
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 SHIPPED = ["baseline.yaml", "lmsa.yaml", "lmsa_focal.yaml", "lmsa_aggressive.yaml"]

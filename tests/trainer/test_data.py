@@ -19,7 +19,7 @@ from trainer.data import (
     to_tensor,
 )
 from trainer.data.augment import hflip
-from trainer.data.classes import REAL_SHARES
+from trainer.core.classes import REAL_SHARES
 
 torch.set_num_threads(1)
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -35,7 +35,7 @@ def test_class_table():
 
 
 def test_classes_import_without_torch_or_numpy():
-    code = ("import sys, trainer.data, trainer.data.classes as c; "
+    code = ("import sys, trainer.data, trainer.core.classes as c; "
             "assert c.NUM_CLASSES == 19; "
             "print(sorted(m for m in ('torch', 'numpy') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from trainer import device as devices
-from trainer.config import ConfigError
+from trainer.core.config import ConfigError
 from trainer.record import read_events
 
 ROOT = Path(__file__).resolve().parents[2]

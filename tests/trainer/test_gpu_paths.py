@@ -16,7 +16,7 @@ import torch
 
 from trainer import checkpoint as ckpt
 from trainer import cli
-from trainer.config import load_config
+from trainer.core.config import load_config
 from trainer.dist import DistContext
 from trainer.device import choose_precision
 from trainer.setup import build, open_record, restore_state

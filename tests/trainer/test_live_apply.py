@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from trainer.config import load_config
+from trainer.core.config import load_config
 from trainer.dist import DistContext
 from trainer.setup import build
 
@@ -95,13 +95,13 @@ def test_an_augmentation_ack_after_the_last_checkpoint_survives_resume(comp, tmp
 
 
 def test_live_ranges_have_one_source():
-    """trainer/config.py's field metadata is the one table: trainer.live's checks are its checks, and
+    """trainer/core/config.py's field metadata is the one table: trainer.core.live's checks are its checks, and
     app.health.schema's preset clamps lie inside what the trainer accepts."""
     from app.health.schema import LIVE_KEYS as PRESET_KEYS
     from app.health.schema import NUM_ALPHA
-    from trainer.config import field_meta
-    from trainer.data.classes import NUM_CLASSES
-    from trainer.live import LIVE_KEYS
+    from trainer.core.config import field_meta
+    from trainer.core.classes import NUM_CLASSES
+    from trainer.core.live import LIVE_KEYS
 
     assert set(PRESET_KEYS) == set(LIVE_KEYS) and NUM_ALPHA == NUM_CLASSES
     for name, k in LIVE_KEYS.items():

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from trainer.config import ConfigError, load_config
+from trainer.core.config import ConfigError, load_config
 from trainer.data import SyntheticFaces
 from trainer.data.dataset import to_tensor
 from trainer.dist import DistContext

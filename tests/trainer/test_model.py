@@ -129,7 +129,7 @@ def test_width_none_means_default() -> None:
 
 def test_output_stride_2_adds_a_half_resolution_decoder_level():
     """Issue 12: at 128 px an eye is ~2.5x1 logits at stride 4; stride 2 (auto below 256 px) decodes at 1/2."""
-    from trainer.config import PARAM_CAP
+    from trainer.core.config import PARAM_CAP
     from trainer.model import output_stride_for
 
     s4 = build_model(attention="lmsa", width=None, dropout=0.0)

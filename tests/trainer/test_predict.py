@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 
 from app.runlib import Run
-from trainer.data.classes import FLIP_PERM
+from trainer.core.classes import FLIP_PERM
 
 ROOT = Path(__file__).resolve().parents[2]
 

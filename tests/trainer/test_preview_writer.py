@@ -7,7 +7,7 @@ import json
 import torch
 
 import trainer.previews as previews
-from trainer.data.classes import SMALL_CLASSES
+from trainer.core.classes import SMALL_CLASSES
 from trainer.data.dataset import build_datasets
 from trainer.model import build_model
 

@@ -3,7 +3,7 @@
 Public API (all importable from ``trainer.data``):
 
 - constants: NUM_CLASSES, CLASS_NAMES, FLIP_PERM, SMALL_CLASSES, IGNORE_INDEX
-  (``trainer.data.classes``, pure Python), DataError (``.errors``)
+  (``trainer.core.classes``, pure Python), DataError (``.errors``)
 - SegDataset, build_datasets, to_tensor, detect_format, Resized  (``.dataset``, torch)
 - class_frequencies, class_weights_from_frequencies  (``.stats``)
 - Augment, IMAGE_MEAN, IMAGE_STD  (``.augment``)
@@ -11,7 +11,7 @@ Public API (all importable from ``trainer.data``):
 - MiniChallengeDataset, CelebAMaskHQDataset  (``.folders``)
 
 Everything but the pure-Python constants and DataError is imported lazily
-(PEP 562), so ``import trainer.data.classes`` from the UI process, which must
+(PEP 562), so ``import trainer.core.classes`` from the UI process, which must
 never import torch, stays free of torch and numpy.
 """
 
@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import importlib
 
-from .classes import CLASS_NAMES, FLIP_PERM, IGNORE_INDEX, NUM_CLASSES, SMALL_CLASSES
+from trainer.core.classes import CLASS_NAMES, FLIP_PERM, IGNORE_INDEX, NUM_CLASSES, SMALL_CLASSES
 from .errors import DataError
 
 _LAZY = {

@@ -22,7 +22,7 @@ import math
 import numpy as np
 from PIL import Image
 
-from .classes import FLIP_PERM
+from trainer.core.classes import FLIP_PERM
 
 # Fixed normalisation constants (ImageNet statistics; any fixed values work
 # when training from scratch, these just need to be the same everywhere).

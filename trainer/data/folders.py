@@ -21,7 +21,7 @@ from fractions import Fraction
 import numpy as np
 from PIL import Image
 
-from .classes import CLASS_NAMES, IGNORE_INDEX, NUM_CLASSES
+from trainer.core.classes import CLASS_NAMES, IGNORE_INDEX, NUM_CLASSES
 from .errors import DataError, data_error
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png")

@@ -11,7 +11,7 @@ import warnings
 import numpy as np
 
 from ..runfiles import open_regular
-from .classes import NUM_CLASSES
+from trainer.core.classes import NUM_CLASSES
 
 def _masks(source):
     get = getattr(source, "get_mask", None)

@@ -27,7 +27,7 @@ import zlib
 import numpy as np
 from PIL import Image, ImageFilter
 
-from .classes import NUM_CLASSES, REAL_SHARES, SMALL_CLASSES
+from trainer.core.classes import NUM_CLASSES, REAL_SHARES, SMALL_CLASSES
 
 GENERATOR_VERSION = 3  # bump when the drawing changes (invalidates freq caches)
 TARGET_SHARES = REAL_SHARES

@@ -23,7 +23,7 @@ from textual.widgets import Static
 
 from app.runlib import previews as pv
 from app.runlib import safeio
-from trainer.data.classes import CLASS_COLOURS, CLASS_NAMES, SMALL_CLASSES
+from trainer.core.classes import CLASS_COLOURS, CLASS_NAMES, SMALL_CLASSES
 
 
 class HalfBlocks:

@@ -8,7 +8,7 @@ from rich.text import Text
 from textual.widget import Widget
 
 from app.snapshot import RunView
-from trainer.live import format_value
+from trainer.core.live import format_value
 
 MARK = {"ok": ("✓", "green"), "warning": ("⚠", "yellow"), "failed": ("✗", "red"), "pending": ("·", "dim")}
 COLOUR = {"green": "green", "yellow": "yellow", "red": "red"}

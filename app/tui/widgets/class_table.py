@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.text import Text
 
 from app.snapshot import RunView
-from trainer.data.classes import CLASS_NAMES, SMALL_CLASSES
+from trainer.core.classes import CLASS_NAMES, SMALL_CLASSES
 
 from .base import ViewWidget, f_style
 

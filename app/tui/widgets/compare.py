@@ -6,8 +6,8 @@ from rich.text import Text
 from textual.widget import Widget
 
 from app.snapshot import RunView
-from trainer.data.classes import CLASS_NAMES, SMALL_CLASSES
-from trainer.safe_yaml import is_number
+from trainer.core.classes import CLASS_NAMES, SMALL_CLASSES
+from trainer.core.safe_yaml import is_number
 
 NOISE = 0.01  # differences below this are shown plain
 
