@@ -52,3 +52,13 @@ def shell(cmd: list[str], root: Path, extra_env: str = "") -> str:
     return (f"cd {q(str(root))} && unset COLUMNS LINES && export PYTHONPATH={q(str(root))} "
             f"TERM=xterm-256color COLORTERM=truecolor {extra_env} && "
             + " ".join(q(c) for c in cmd) + "; echo __EXIT__$?; sleep 600")
+
+
+def trainer_alive(run_dir: Path) -> bool:
+    """Is the run's trainer process (trainer.pid) alive and still a trainer (not a reused pid)?"""
+    try:
+        pid = int((run_dir / "trainer.pid").read_text())
+        os.kill(pid, 0)
+        return b"trainer" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (OSError, ValueError):
+        return False

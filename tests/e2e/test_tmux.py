@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 import tmux_driver
-from tmux_driver import Tmux, require_tmux
+from tmux_driver import Tmux, require_tmux, trainer_alive
 
 from app.runlib import Run
 
@@ -32,15 +32,6 @@ W, H = 220, 60
 
 def shell(cmd: list[str]) -> str:
     return tmux_driver.shell(cmd, ROOT)
-
-
-def alive(run_dir: Path) -> bool:
-    try:
-        pid = int((run_dir / "trainer.pid").read_text())
-        os.kill(pid, 0)
-        return b"trainer" in Path(f"/proc/{pid}/cmdline").read_bytes()
-    except (OSError, ValueError):
-        return False
 
 
 def pid_alive(pid: int) -> bool:
@@ -85,7 +76,7 @@ def test_run_keys_detach_and_attach(tmux, tmp_path):
         tmux("send-keys", "-t", "e2e", "d")
         text = tmux.wait("e2e", lambda s: "__EXIT__" in s, 15, "segwatch to exit")
         assert "__EXIT__0" in text and "detached" in text
-        assert all(alive(d) for d in dirs), "a trainer died with the TUI"
+        assert all(trainer_alive(d) for d in dirs), "a trainer died with the TUI"
         # a dropped connection: the terminal of an attached cockpit goes away (SIGHUP)
         tmux("new-window", "-t", "e2e", "-n", "hup",
              shell([sys.executable, "-m", "app", "attach", "--runs-dir", str(runs), "--no-gpu"]))
@@ -96,7 +87,7 @@ def test_run_keys_detach_and_attach(tmux, tmp_path):
         while pid_alive(shell_pid) and time.monotonic() < deadline:
             time.sleep(0.1)
         assert not pid_alive(shell_pid), "the cockpit's terminal did not go away"
-        assert all(alive(d) for d in dirs), "a trainer died with the terminal"
+        assert all(trainer_alive(d) for d in dirs), "a trainer died with the terminal"
         # re-attach: the whole history, the adjustment included
         tmux("new-window", "-t", "e2e", "-n", "again",
              shell([sys.executable, "-m", "app", "attach", "--runs-dir", str(runs), "--no-gpu"]))
@@ -108,14 +99,14 @@ def test_run_keys_detach_and_attach(tmux, tmp_path):
         tmux("send-keys", "-t", "e2e:again", "s")
         tmux.wait("e2e:again", lambda s: "__EXIT__0" in s, 15, "segwatch to exit after stopping")
         deadline = time.monotonic() + 60
-        while any(alive(d) for d in dirs) and time.monotonic() < deadline:
+        while any(trainer_alive(d) for d in dirs) and time.monotonic() < deadline:
             time.sleep(0.2)
-        assert not any(alive(d) for d in dirs)
+        assert not any(trainer_alive(d) for d in dirs)
         for d in dirs:
             r = Run(d)
             r.refresh()
             assert r.state.status == "stopped", (d, r.state.status_detail())
     finally:
         for d in dirs:
-            if alive(d):
+            if trainer_alive(d):
                 os.kill(int((d / "trainer.pid").read_text()), signal.SIGKILL)

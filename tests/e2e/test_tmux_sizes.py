@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 import tmux_driver
-from tmux_driver import Tmux, require_tmux
+from tmux_driver import Tmux, require_tmux, trainer_alive
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -25,15 +25,6 @@ ROOT = Path(__file__).resolve().parents[2]
 TINY = ["data.synthetic_train=16", "data.synthetic_val=8", "data.image_size=32", "training.epochs=60",
         "training.warmup_epochs=0", "training.batch_size=8", "training.log_every=1", "debug.step_delay=0.1",
         "debug.nan_at_step=3"]
-
-
-def alive(run_dir: Path) -> bool:
-    try:
-        pid = int((run_dir / "trainer.pid").read_text())
-        os.kill(pid, 0)
-        return b"trainer" in Path(f"/proc/{pid}/cmdline").read_bytes()
-    except (OSError, ValueError):
-        return False
 
 
 @pytest.fixture
@@ -83,9 +74,9 @@ def test_red_run_at_any_size(tmux, tmp_path, width, height):
         tmux("send-keys", "-t", "sz", "s")
         tmux.wait("sz", lambda s: "__EXIT__0" in s, 30, "segwatch to exit after stopping")
         deadline = time.monotonic() + 60
-        while alive(run_dir) and time.monotonic() < deadline:
+        while trainer_alive(run_dir) and time.monotonic() < deadline:
             time.sleep(0.2)
-        assert not alive(run_dir)
+        assert not trainer_alive(run_dir)
         # re-attach to the stopped run: its summary, q quits at once, nothing notified again
         raw2 = tmp_path / "raw2.out"
         tmux("new-window", "-t", "sz", "-n", "again",
@@ -99,5 +90,5 @@ def test_red_run_at_any_size(tmux, tmp_path, width, height):
         assert "__EXIT__0" in text and "Quit segwatch?" not in text
         assert b"]9;" not in (raw2.read_bytes() if raw2.exists() else b"")
     finally:
-        if alive(run_dir):
+        if trainer_alive(run_dir):
             os.kill(int((run_dir / "trainer.pid").read_text()), signal.SIGKILL)
