@@ -14,6 +14,8 @@ from typing import Callable
 
 from trainer.record import read_events
 
+#: warnings every run on the built-in data with the plan's scalar alpha starts with (not false alarms)
+START_NOTICES = ("synthetic_data", "alpha_background")
 ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT / "tests" / "app") not in sys.path:  # the cockpit's Pilot helpers (tui_helpers)
     sys.path.append(str(ROOT / "tests" / "app"))

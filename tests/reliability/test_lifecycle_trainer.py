@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from faults import answers, events, popen_trainer, run_trainer, send, trainer_argv, wait_for
+from faults import START_NOTICES, answers, events, popen_trainer, run_trainer, send, trainer_argv, wait_for
 
 from app.runlib import Run
 from trainer.schedule import lr_at
@@ -51,7 +51,7 @@ def tree_bytes(root: Path) -> dict[str, str]:
 
 
 def false_warnings(run_dir: Path) -> list[dict]:
-    return [w for w in events(run_dir, "warning") if w.get("code") != "synthetic_data"]
+    return [w for w in events(run_dir, "warning") if w.get("code") not in START_NOTICES]
 
 
 @pytest.fixture(scope="module")

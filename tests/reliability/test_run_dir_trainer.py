@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from faults import ROOT, answers, descendants, env, events, popen_trainer, run_trainer, send, trainer_argv, wait_for
+from faults import ROOT, START_NOTICES, answers, descendants, env, events, popen_trainer, run_trainer, send, trainer_argv, wait_for
 
 SMALL = ["data.synthetic_train=16", "data.synthetic_val=8"]  # 2 steps per epoch
 
@@ -180,7 +180,7 @@ def test_ddp_resume_replays_no_pause_on_any_rank(tmp_path):
     assert rc == 0, resumed.stderr.read().decode()[-3000:]
     start = events(run, "start")[-1]
     assert start["live"]["gamma"] == 1.5 and start["world_size"] == 2
-    assert not [w for w in events(run, "warning") if w["code"] != "synthetic_data"]
+    assert not [w for w in events(run, "warning") if w["code"] not in START_NOTICES]
     assert all(len(answers(run, i)) == 1 for i in ids)
     assert events(run, "end")[-1]["reason"] == "completed"
     logs = [[e for e in map(json.loads, (run / "ranks" / f"rank{r}.jsonl").read_text().splitlines()) if "step" in e]

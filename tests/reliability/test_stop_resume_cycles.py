@@ -19,7 +19,7 @@ import signal
 from pathlib import Path
 
 import pytest
-from faults import answers, events, popen_trainer, trainer_argv, wait_for
+from faults import START_NOTICES, answers, events, popen_trainer, trainer_argv, wait_for
 
 from app.health import evaluate
 from app.health.rules import load_rules
@@ -97,7 +97,7 @@ def test_stop_at_random_moments_then_resume_twenty_times(tmp_path):
         assert "nonfinite" not in e, (why, e)
     spe = evs[0]["steps_per_epoch"]
     assert [e["step"] for e in evs if e["type"] == "step"] == list(range(1, total * spe + 1)), why
-    assert [w for w in evs if w["type"] == "warning" and w["code"] != "synthetic_data"] == [], why
+    assert [w for w in evs if w["type"] == "warning" and w["code"] not in START_NOTICES] == [], why
     lines = [json.loads(x) for x in (run / "control.jsonl").read_text().splitlines()]
     assert [c["id"] for c in lines] == sent
     for cid in sent:
