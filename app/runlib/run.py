@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import socket
@@ -296,6 +297,30 @@ def _proc_state(pid: int) -> str | None:
     return sample[0] if sample else None
 
 
+LOCK_WAIT_S = 2.0
+
+
+def _take_turn(fd: int) -> None:
+    """An exclusive flock on control.jsonl, released when ``fd`` closes.
+
+    Without it two concurrent senders race: one's pread can see the other's line half copied
+    in, take it for a torn line and add a newline of its own (a stray empty line). Bounded: a
+    lock held by someone else for longer than ``LOCK_WAIT_S`` (a stuck or hostile process), or a
+    filesystem without locks, leaves the single O_APPEND write, which is atomic on its own.
+    """
+    deadline = time.monotonic() + LOCK_WAIT_S
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                return
+            time.sleep(0.005)
+        except OSError:  # ENOLCK and friends: no locks here
+            return
+
+
 def append_line(path: Path, data: bytes) -> None:
     """Append ``data`` (one whole line) with a single write() on an O_APPEND fd, mode 0600.
 
@@ -312,6 +337,7 @@ def append_line(path: Path, data: bytes) -> None:
             f"{path} {e.why}: refusing to write a command there (the trainer reads only a regular "
             "control.jsonl); remove it, then send the command again") from None
     try:
+        _take_turn(fd)  # the last-byte check and the append are one step among segwatch writers
         st = os.fstat(fd)
         if st.st_mode & (stat_mod.S_IWGRP | stat_mod.S_IWOTH):
             raise ControlFileError(
