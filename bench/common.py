@@ -144,6 +144,23 @@ class PtyProcess:
             pass
 
 
+def stop_all(ptys: Iterable[Any], procs: Iterable[subprocess.Popen], tmp: Path) -> None:
+    """End a bench's cockpits (ptys) and trainers (procs, 20 s each to go), then remove its folder."""
+    import shutil
+
+    procs = list(procs)
+    for p in ptys:
+        p.stop()
+    for p in procs:
+        p.terminate()
+    for p in procs:
+        try:
+            p.wait(20)
+        except subprocess.TimeoutExpired:
+            p.kill()
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
 def _proc_stat(pid: int) -> tuple[int, float, int] | None:
     """(ppid, user+system CPU seconds, RSS bytes) from /proc/PID/stat, None if gone."""
     try:

@@ -21,14 +21,13 @@ import json
 import subprocess
 import sys
 import tempfile
-import shutil
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.common import PtyProcess, machine_info, tree_cpu_rss, write_json  # noqa: E402
+from bench.common import PtyProcess, machine_info, stop_all, tree_cpu_rss, write_json  # noqa: E402
 
 MB = 1e6
 
@@ -84,16 +83,7 @@ def measure(n_runs: int = 6, seconds: float = 60, warmup: float = 10, size: tupl
                       "rss_mb_over_time": rss[k], "alive_at_end": ptys[list(pids).index(k)].proc.poll() is None}
         return out
     finally:
-        for p in ptys:
-            p.stop()
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(20)
-            except subprocess.TimeoutExpired:
-                p.kill()
-        shutil.rmtree(tmp, ignore_errors=True)
+        stop_all(ptys, procs, tmp)
 
 
 def main() -> None:

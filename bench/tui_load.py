@@ -31,7 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.common import PtyProcess, machine_info, peak_rss, tree_cpu_rss, write_json  # noqa: E402
+from bench.common import PtyProcess, machine_info, peak_rss, stop_all, tree_cpu_rss, write_json  # noqa: E402
 
 FAKE = ROOT / "tests" / "app" / "fake_trainer.py"
 MB = 1e6
@@ -124,16 +124,7 @@ def load(seconds: float = 60, warmup: float = 8, leet: bool = True, compare_tree
                 "tty_bytes_out": {k: p.bytes_out for k, p in zip(pids, ptys)}, **res,
                 "wandb_leet": res.get("wandb_leet") or ("not run (--no-leet)" if not leet else "wandb leet not available")}
     finally:
-        for p in ptys:
-            p.stop()
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(20)
-            except subprocess.TimeoutExpired:
-                p.kill()
-        shutil.rmtree(tmp, ignore_errors=True)
+        stop_all(ptys, procs, tmp)
 
 
 # --- attach to a long record -----------------------------------------------------------------
