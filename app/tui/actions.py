@@ -187,6 +187,9 @@ class CockpitActions:
             return
         self.push_screen(PreviewScreen(path, getattr(run, "name", str(self.selected))))
 
+    def action_trainer_log(self) -> None:
+        self.toggle_log()  # app.py: the pane under the run panes, and its reader thread
+
     def action_help(self) -> None:
         self.push_screen(HelpScreen([b for b in self.BINDINGS]))
 

@@ -28,6 +28,7 @@ from .actions import CockpitActions
 from .commands import SegwatchCommands
 from .watcher import Watcher
 from .widgets.compare import CompareBar
+from .widgets.log_pane import LogChanged, LogPane, LogReader
 from .widgets.plan_bar import PlanBar
 from .widgets.run_pane import RunPane
 from .widgets.run_table import RunTable, table_mode
@@ -49,6 +50,7 @@ BINDINGS = [
     Binding("s", "stop_run", "Stop run", id="stop_run"),
     Binding("c", "checkpoint", "Checkpoint", id="checkpoint"),
     Binding("m", "previews", "Masks", id="previews"),
+    Binding("t", "trainer_log", "Log", id="trainer_log"),
     Binding("tab", "next_run", "Next run", priority=True, id="next_run"),
     Binding("shift+tab", "prev_run", "Previous run", show=False, priority=True, id="prev_run"),
     *[Binding(str(n), f"select({n - 1})", f"Select run {n}", show=False, id=f"select_{n}") for n in range(1, 10)],
@@ -117,6 +119,9 @@ class SegwatchApp(CockpitActions, App[int]):
         self.body = Body(id="body")
         self.table_mode = False  # more runs than fit: a row per run, the selected run's pane beside
         self.worker_errors: list[str] = []  # a cockpit worker that failed (shown in the header)
+        self.log_pane = LogPane(id="trainerlog")  # `t`: the selected run's stdout/stderr (hidden until then)
+        self.log_reader = LogReader()
+        self._log_started = False
 
     # --- layout -----------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -134,6 +139,7 @@ class SegwatchApp(CockpitActions, App[int]):
                     yield self.panes[i]
         if n >= 2:
             yield self.compare
+        yield self.log_pane
         yield Footer()
 
     def on_mount(self) -> None:
@@ -260,6 +266,34 @@ class SegwatchApp(CockpitActions, App[int]):
         self._update_compare()
         self._update_topbar()
         self._update_table()
+        self._follow_log()
+
+    # --- the trainer log (`t`) -------------------------------------------------------------
+    def toggle_log(self) -> None:
+        """Open or close the log pane; the reader thread starts the first time it opens."""
+        self.log_pane.display = not self.log_pane.display
+        if not self._log_started:
+            self._log_started = True
+            self.run_worker(self._read_logs, thread=True, name="trainer log", group="trainer-log",
+                            exclusive=True, exit_on_error=False)
+        self._follow_log()
+
+    def _follow_log(self) -> None:
+        if not self.log_pane.display:
+            self.log_reader.hide()
+            return
+        run = self.watcher.runs[self.selected] if self.selected < len(self.watcher.runs) else None
+        path = getattr(run, "path", None)
+        self.log_pane.set_run(self.selected, getattr(run, "name", str(self.selected)))
+        if path is not None:
+            self.log_reader.show(self.selected, path)
+
+    def _read_logs(self) -> None:
+        worker = get_current_worker()
+        self.log_reader.loop(lambda: worker.is_cancelled, self.post_message)
+
+    def on_log_changed(self, msg: LogChanged) -> None:
+        self.log_pane.set_lines(msg)
 
     # --- key availability ------------------------------------------------------------------
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
