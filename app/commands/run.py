@@ -53,8 +53,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     # one verb continues a run whatever its state: paused -> the `resume` command (as the control
     # verbs send theirs), ended -> restart from the last checkpoint and attach
     p = sub.add_parser("resume", help="continue a paused run",
-                       description="Continue a paused run. A stopped or crashed run is restarted from its last checkpoint.")
+                       description="Continue a paused run. A stopped or crashed run is restarted from its last checkpoint; "
+                       "with --epochs N a finished one too, trained on to N epochs in all.")
     p.add_argument("run", help="run name (under --runs-dir) or run directory")
+    p.add_argument("--epochs", type=int, default=None, metavar="N",
+                   help="restart an ended run (finished, stopped, crashed) and train it to N epochs in all: a "
+                   "`set epochs N` is queued before the trainer starts, so the schedule is recomputed exactly as "
+                   "for a live epochs change (docs/control.md)")
     control.add_command_options(p)
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="device for a restarted run")
     p.add_argument("--allow-reshape", action="store_true", help=RESHAPE_HELP)
@@ -235,6 +240,24 @@ def cmd_attach(args: argparse.Namespace) -> int:
     return open_views(runs, [_run_rules(r) for r in runs], args)
 
 
+def _queue_epochs(run: Run, epochs: int) -> str | None:
+    """``resume --epochs N``: append ``set epochs N`` to the ended run's control.jsonl, to be
+    answered by the restarted trainer at its first control point (after a finished run's last
+    epoch, that is where a live ``set epochs`` would have applied). The same command, checks and
+    schedule as a live change; None, or why not (nothing written)."""
+    done = run.state.last_epoch
+    if epochs <= done:
+        return (f"{run.name}: --epochs {epochs} is not more than the {done} epoch(s) it has done; give the total "
+                f"number of epochs to reach (more than {done})")
+    try:
+        run.send("set", {"epochs": epochs}, reason=f"resume --epochs {epochs}", source="resume")
+    except ValueError as e:  # the live table's own check (warmup_epochs < epochs, at most 100000)
+        return f"{run.name}: --epochs {epochs}: {e}"
+    except OSError as e:  # ControlFileError (a link or FIFO in place of control.jsonl), a full disk
+        return f"{run.name}: --epochs {epochs}: cannot write control.jsonl: {e.strerror or e}"
+    return None
+
+
 def cmd_resume(args: argparse.Namespace) -> int:
     try:
         d = resolve_run(args.run, _runs_dir(args))
@@ -246,15 +269,24 @@ def cmd_resume(args: argparse.Namespace) -> int:
     if status == "queued" and run.state.job is not None:  # a batch job waiting in the scheduler's queue
         print(f"segwatch: {run.name} is {run.state.status_detail()}; attaching", file=sys.stderr)
         return open_views([run], [_run_rules(run)], args)
+    epochs = getattr(args, "epochs", None)
     if status in ALIVE and run.process_alive() is not False:
+        if epochs is not None:
+            return _err(f"{run.name} is {status}: --epochs restarts an ended run; change a live one with "
+                        f"`segwatch set {run.name} epochs={epochs}`", 2)
         if status == "paused":
             return control.cmd_simple(args)  # send `resume` to the paused trainer, as the control verbs do
         print(f"segwatch: {run.name} is {status}; attaching", file=sys.stderr)
         return open_views([run], [_run_rules(run)], args)
-    if status == "finished":
-        return _err(f"{run.name} finished all its epochs; to train longer, start a new run", 2)
+    if status == "finished" and epochs is None:
+        return _err(f"{run.name} finished all its {run.state.total_epochs or ''} epochs; to train it longer: "
+                    f"segwatch resume {run.name} --epochs N (N epochs in all)", 2)
     if not (d / "checkpoints" / "last.pt").exists():
         return _err(f"{run.name} has no checkpoint to resume from ({d / 'checkpoints' / 'last.pt'} is missing)")
+    if epochs is not None:
+        problem = _queue_epochs(run, epochs)
+        if problem:
+            return _err(problem, 2)
     since = time.time()
     try:
         launcher = (launchers.get(args.launcher, args) if getattr(args, "launcher", None)
