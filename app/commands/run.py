@@ -85,6 +85,9 @@ def _view_options(p: argparse.ArgumentParser, skip_existing: bool = False) -> No
     add("--interval", type=float, default=None, metavar="S",
         help="seconds between reads of the records (default 0.25 in the TUI, 2 headless)")
     add("--no-gpu", action="store_true", help="do not query GPU utilisation (nvidia-ml-py)")
+    add("--ref", dest="refs", action="append", default=[], metavar="RUN",
+        help="overlay RUN (a name under the runs folder or a run directory, finished or not) as a dotted "
+        "reference curve, 'ref: NAME', read once; no pane, no keys (repeatable)")
     add("--notify-cmd", type=_notify_cmd, default=None, metavar="CMD",
         help="run CMD (split like a shell line, run without a shell) with each notification as JSON on stdin: "
         "a run turning yellow or red, stalling, ending, crashing, a plan's gate deciding (docs/tui.md)")
@@ -124,12 +127,26 @@ def thresholds_of(rules: Any) -> dict | None:
     return plot_thresholds(rules) if isinstance(rules, Rules) else None
 
 
+def read_refs(args: argparse.Namespace) -> str | None:
+    """Read every --ref once into ``args.ref_views`` (app.refs); the error to print, or None."""
+    from app.refs import RefError, load_refs
+
+    try:
+        args.ref_views = load_refs(getattr(args, "refs", None) or [], _runs_dir(args))
+    except RefError as e:
+        return str(e)
+    return None
+
+
 def open_views(runs: list[Run], rules: list[Any], args: argparse.Namespace, specs: list = (), plan: Any = None,
                notes: list[str] = (), pane_notes: list[str | None] = ()) -> int:
     """``notes``: what a person must read before anything else (a run renamed because its name
     was taken): stderr (and the log in headless mode), and a toast in the cockpit."""
     headless = getattr(args, "headless", False) or not sys.stdout.isatty()
+    refs = getattr(args, "ref_views", None) or []
     if headless:
+        if refs:
+            print("segwatch: --ref curves are drawn in the cockpit only (not in headless mode)", file=sys.stderr)
         if not _same_file(sys.stdout, sys.stderr):  # `> log 2>&1`: stderr already holds them
             for n in notes:
                 print(f"segwatch: {n}", flush=True)
@@ -141,7 +158,8 @@ def open_views(runs: list[Run], rules: list[Any], args: argparse.Namespace, spec
 
     app = SegwatchApp(runs, rules, specs=specs, interval=args.interval or 0.25, gpu=not args.no_gpu,
                       runs_dir=str(_runs_dir(args)), thresholds=[thresholds_of(r) for r in rules], plan=plan,
-                      notify_argv=getattr(args, "notify_cmd", None), notes=list(notes), pane_notes=list(pane_notes))
+                      notify_argv=getattr(args, "notify_cmd", None), notes=list(notes), pane_notes=list(pane_notes),
+                      refs=refs)
     app.run()
     app.delivery.close(timeout=10)  # a notification still being sent (a run's end) goes out before we exit
     return app.return_code or 0
@@ -149,6 +167,8 @@ def open_views(runs: list[Run], rules: list[Any], args: argparse.Namespace, spec
 
 def cmd_run(args: argparse.Namespace) -> int:
     runs_dir = _runs_dir(args)
+    if (problem := read_refs(args)) is not None:  # before anything starts
+        return _err(problem)
     if plan_start.wants_plan(args):  # --serial / --sweep: a plan's scheduler starts the runs (app/plan)
         if getattr(args, "launcher", None) not in (None, "local"):  # plans without a login-node process
             try:
@@ -219,6 +239,8 @@ def _run_rules(run: Run) -> Any:
 
 def cmd_attach(args: argparse.Namespace) -> int:
     runs_dir = _runs_dir(args)
+    if (problem := read_refs(args)) is not None:
+        return _err(problem)
     if args.runs:
         try:
             dirs = [resolve_run(a, runs_dir) for a in args.runs]
@@ -259,6 +281,8 @@ def _queue_epochs(run: Run, epochs: int) -> str | None:
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
+    if (problem := read_refs(args)) is not None:
+        return _err(problem)
     try:
         d = resolve_run(args.run, _runs_dir(args))
     except RunNotFound as e:

@@ -29,6 +29,8 @@ from .commands import SegwatchCommands
 from .watcher import Watcher
 from .widgets.compare import CompareBar
 from .widgets.log_pane import LogChanged, LogPane, LogReader
+from .overlay_wiring import OverlayWiring
+from .widgets.overlay import OverlayBar
 from .widgets.plan_bar import PlanBar
 from .widgets.run_pane import RunPane
 from .widgets.run_table import RunTable, table_mode
@@ -51,6 +53,8 @@ BINDINGS = [
     Binding("c", "checkpoint", "Checkpoint", id="checkpoint"),
     Binding("m", "previews", "Masks", id="previews"),
     Binding("t", "trainer_log", "Log", id="trainer_log"),
+    Binding("e", "overlay_ema", "Smoothing", id="overlay_ema"),
+    Binding("x", "overlay_align", "x: epoch/step", id="overlay_align"),
     Binding("tab", "next_run", "Next run", priority=True, id="next_run"),
     Binding("shift+tab", "prev_run", "Previous run", show=False, priority=True, id="prev_run"),
     *[Binding(str(n), f"select({n - 1})", f"Select run {n}", show=False, id=f"select_{n}") for n in range(1, 10)],
@@ -84,7 +88,7 @@ class NotifyFailed(Message):
 ALERT_SEVERITY = {"red": "error", "crashed": "error", "stalled": "error", "yellow": "warning"}
 
 
-class SegwatchApp(CockpitActions, App[int]):
+class SegwatchApp(OverlayWiring, CockpitActions, App[int]):
     CSS_PATH = "app.tcss"
     TITLE = "segwatch"
     BINDINGS = BINDINGS
@@ -97,8 +101,9 @@ class SegwatchApp(CockpitActions, App[int]):
                  interval: float = 0.25, gpu: bool = True, runs_dir: str = "runs",
                  thresholds: Sequence[dict | None] | None = None, plan: Any = None,
                  notify_argv: list[str] | None = None, notes: Sequence[str] = (),
-                 pane_notes: Sequence[str | None] = ()) -> None:
+                 pane_notes: Sequence[str | None] = (), refs: Sequence[RunView] = ()) -> None:
         super().__init__()
+        self.refs = list(refs)  # reference runs (app.refs): read once, drawn in the overlay only
         self.notes = list(notes)  # shown as toasts on mount (a run renamed because its name was taken)
         self.pane_notes = list(pane_notes) + [None] * (len(runs) - len(pane_notes))  # in each pane's header
         # bell + OSC 9/777 through the driver; --notify-cmd in a thread (app.notify)
@@ -115,6 +120,8 @@ class SegwatchApp(CockpitActions, App[int]):
         self.topbar = Static(id="topbar")
         self._topbar_text = ""
         self.compare = CompareBar(id="compare")
+        self.overlay = OverlayBar(id="overlay")
+        self.overlay.display = False  # _apply_mode shows it when two curves or more fit
         self.run_table = RunTable(id="runtable")
         self.body = Body(id="body")
         self.table_mode = False  # more runs than fit: a row per run, the selected run's pane beside
@@ -140,6 +147,7 @@ class SegwatchApp(CockpitActions, App[int]):
         if n >= 2:
             yield self.compare
         yield self.log_pane
+        yield self.overlay
         yield Footer()
 
     def on_mount(self) -> None:
@@ -154,7 +162,8 @@ class SegwatchApp(CockpitActions, App[int]):
         """Full panes when they fit; else the run table with the selected run's pane (beside it
         from 150 columns, below it on narrower terminals)."""
         n = len(self.watcher.runs)
-        mode = table_mode(n, self.size.width, self.size.height)
+        rows = self._fit_overlay()
+        mode = table_mode(n, self.size.width, self.size.height - rows)
         self.table_mode = mode
         self.body.set_class(mode, "-table")
         self.body.set_class(mode and self.size.width >= 150, "-wide")
@@ -203,6 +212,7 @@ class SegwatchApp(CockpitActions, App[int]):
             except NoMatches:  # shutting down: the pane's children are gone
                 return
         self._update_compare()
+        self._update_overlay()
         self._update_topbar()
         self._update_table()
         for ev in self.watcher.take_alerts():
@@ -272,6 +282,7 @@ class SegwatchApp(CockpitActions, App[int]):
     def toggle_log(self) -> None:
         """Open or close the log pane; the reader thread starts the first time it opens."""
         self.log_pane.display = not self.log_pane.display
+        self._apply_mode()  # the overlay steps aside while the log is open
         if not self._log_started:
             self._log_started = True
             self.run_worker(self._read_logs, thread=True, name="trainer log", group="trainer-log",

@@ -35,6 +35,11 @@ class SegwatchCommands(Provider):
         for title, help_text, cb in self._key_commands():
             yield DiscoveryHit(title, cb, help=help_text)
         yield DiscoveryHit("set KEY VALUE", self._usage, help="type e.g. `set lr 2e-4`: sets a live value")
+        yield DiscoveryHit("ref RUN", self._ref_usage, help="type e.g. `ref baseline`: overlay a run as a reference curve")
+
+    def _ref_usage(self) -> None:
+        self.app.notify("Type `ref RUN` in the palette (a run name under the runs folder, or a run directory): "
+                        "its curves join the overlay, dotted, as 'ref: NAME'.")
 
     def _usage(self) -> None:
         self.app.notify("Type `set KEY VALUE` in the palette, e.g. `set lr 2e-4`. Keys: " + ", ".join(LIVE_KEYS))
@@ -42,6 +47,15 @@ class SegwatchCommands(Provider):
     async def search(self, query: str) -> Hits:
         app = self.app
         parts = query.strip().split(None, 2)
+        if parts and parts[0].lower() == "ref":
+            arg = query.strip()[3:].strip()
+            if not arg:
+                yield Hit(1.0, "ref RUN", self._ref_usage, text="ref RUN", help="a run name or a run directory")
+                return
+            text = f"ref {arg}: overlay it as a reference curve"
+            yield Hit(1.0, text, partial(app.load_ref, arg), text=text,
+                      help="read once, drawn dotted in the overlay; no pane, no keys, no notifications")
+            return
         if parts and parts[0].lower() == "set":
             view = app.views.get(app.selected) if hasattr(app, "views") else None
             live = view.live if view else {}

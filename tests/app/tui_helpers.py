@@ -12,10 +12,10 @@ from app.runlib import Run
 from app.tui.app import SegwatchApp
 
 
-def make_app(run_dirs: list[Path], interval: float = 0.1, rules=None) -> SegwatchApp:
+def make_app(run_dirs: list[Path], interval: float = 0.1, rules=None, refs=(), runs_dir: str = "runs") -> SegwatchApp:
     runs = [Run(d) for d in run_dirs]
     rules = rules or [load_rules() for _ in runs]
-    return SegwatchApp(runs, rules, interval=interval, gpu=False)
+    return SegwatchApp(runs, rules, interval=interval, gpu=False, refs=refs, runs_dir=runs_dir)
 
 
 def pane_text(app: SegwatchApp, index: int = 0) -> str:

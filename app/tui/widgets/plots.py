@@ -66,6 +66,10 @@ class ViewPlot(PlotextPlot):
         elif self._timer is None:
             self._timer = self.set_timer(wait, self._draw)
 
+    def draw_soon(self) -> None:
+        """The next view with a major change is drawn at once (a key changed how it is drawn)."""
+        self._drawn_t = -1e9
+
     def _draw(self) -> None:
         self._timer = None
         if self.view is None:
