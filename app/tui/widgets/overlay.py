@@ -107,8 +107,9 @@ class OverlayPlot(ViewPlot):
         return (view.ema, view.align, data)
 
     def major(self, key: Any) -> Any:
-        # what counts as new for a train loss overlay: another epoch (val F count), a setting
-        return key[:2] + tuple((d[0], d[2], len(d[3][0]) // 50) for d in key[2]) if self.what == "loss" else key
+        """The train loss overlay: new loss points alone wait for the 5 s cadence; a setting or a
+        run coming or going is drawn within ``min_interval``. The val F overlay: every change."""
+        return key[:2] + tuple((d[0], d[2]) for d in key[2]) if self.what == "loss" else key
 
     def title(self, view: OverlayView) -> str:
         what = "val F" if self.what == "f" else "train loss"
