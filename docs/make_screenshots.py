@@ -20,6 +20,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "app")]
 from fake_trainer import FakeTrainer  # noqa: E402
 
 from app.health import load_rules  # noqa: E402
+from app.refs import load_ref  # noqa: E402
 from app.runlib import Run  # noqa: E402
 from app.tui.app import SegwatchApp  # noqa: E402
 
@@ -36,20 +37,27 @@ async def _wait(pilot, pred, timeout=20.0):
 
 
 async def shoot(specs: list[tuple[str, str, int]], filename: str, keys: list[tuple[int, str]],
-                size: tuple[int, int] = SIZE) -> Path:
+                size: tuple[int, int] = SIZE, refs: list[tuple[str, str, int]] = (), after: str = "") -> Path:
+    """``refs``: finished runs (name, scenario, epochs) overlaid as references; ``after``: keys pressed last."""
     with tempfile.TemporaryDirectory() as tmp:
+        ref_views = []
+        for name, scenario, epochs in refs:
+            done = FakeTrainer(Path(tmp) / name, epochs=epochs, history=epochs, steps_per_epoch=20, hold=False,
+                               scenario=scenario)
+            done.run()
+            ref_views.append(load_ref(str(done.run_dir), tmp))
         fakes = [FakeTrainer(Path(tmp) / name, epochs=250, history=hist, steps_per_epoch=20, step_delay=3.0,
                              scenario=scenario).start() for name, scenario, hist in specs]
         try:
             runs = [Run(f.run_dir) for f in fakes]
-            app = SegwatchApp(runs, [load_rules() for _ in runs], interval=0.1, gpu=False)
+            app = SegwatchApp(runs, [load_rules() for _ in runs], interval=0.1, gpu=False, refs=ref_views)
             async with app.run_test(size=size) as pilot:
                 await _wait(pilot, lambda: len(app.views) == len(fakes)
                             and all(app.views[i].epoch == h for i, (_, _, h) in enumerate(specs)))
                 for index, key in keys:
                     await pilot.press(str(index + 1), key)
                     await _wait(pilot, lambda: any(a.status == "applied" for a in app.views[index].adjustments))
-                await pilot.press("1")
+                await pilot.press("1", *after)
                 app.clear_notifications()
                 await pilot.pause(0.5)
                 path = Path(app.save_screenshot(filename, str(OUT)))
@@ -66,8 +74,11 @@ def main() -> int:
                             [(1, "l")]))
     six = asyncio.run(shoot([(f"gamma_{g}", "overfit" if k % 3 == 1 else "healthy", 30 + k) for k, g in
                              enumerate(("0.5", "1", "1.5", "2", "2.5", "3"))], "six_runs.svg", [], size=(200, 55)))
-    small = asyncio.run(shoot([("lmsa_aggressive", "overfit", 40)], "one_run_80x24.svg", [], size=(80, 24)))
-    print(f"wrote {one.relative_to(ROOT)}, {two.relative_to(ROOT)}, {six.relative_to(ROOT)}, {small.relative_to(ROOT)}")
+    small = asyncio.run(shoot([("lmsa_aggressive", "overfit", 40)], "one_run_80x24.svg", [], size=(80, 24),
+                              refs=[("baseline", "worse", 60)]))
+    ref = asyncio.run(shoot([("lmsa_focal", "healthy", 42)], "one_run_ref.svg", [], refs=[("baseline", "worse", 60)],
+                            after="ee"))
+    print("wrote " + ", ".join(str(p.relative_to(ROOT)) for p in (one, two, six, small, ref)))
     return 0
 
 
