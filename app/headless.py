@@ -113,8 +113,8 @@ class Follower:
         for a in st.adjustments:
             if a.status != "pending" and a.id not in self.answered[i]:
                 self.answered[i].add(a.id)
-                self.say(f"{'':8} {name:<{self.width}} adjustment {a.summary()}"
-                         + (f" at step {a.answer_step}" if a.status == "applied" and a.answer_step else "")
+                self.say(f"{'':8} {name:<{self.width}} adjustment {a.describe()} "
+                         + (a.when() or a.summary().removeprefix(a.describe()).strip())
                          + (f" ({a.reason})" if a.reason else ""))
         bad = (getattr(st, "unreadable", 0), getattr(st, "read_note", ""))
         if bad != self.unreadable[i] and (bad[0] > self.unreadable[i][0] or bad[1] != self.unreadable[i][1]):

@@ -14,6 +14,7 @@ from typing import Any, Sequence
 
 from app.health import evaluate
 from app.runlib import ENDED
+from app.runlib.records import answer_words
 
 OVER = (*ENDED, "skipped")  # skipped: by a plan (app/plan)
 MAX_PLOT_POINTS = 240
@@ -32,6 +33,11 @@ class AdjustView:
     answer_epoch: Any
     answer_step: Any
     answer_reason: str
+    answer_phase: Any = None  # "validation": acked while an epoch was validating
+
+    def when(self) -> str:
+        """'applied at step 81 (during validation of epoch 2)', 'paused after step 91 (epoch 3)'."""
+        return answer_words(self.cmd, self.status, self.answer_step, self.answer_epoch, self.answer_phase)
 
 
 @dataclass(frozen=True)
@@ -107,6 +113,7 @@ def _adjust_view(a: Any) -> AdjustView:
         source=g("source") or "", sent_t=g("sent_t") or 0.0, status=g("status") or "pending",
         changes=dict(g("changes") or {}), answer_epoch=g("answer_epoch"), answer_step=g("answer_step"),
         answer_reason=g("answer_reason") or "",
+        answer_phase=(g("answer") or {}).get("phase") if isinstance(g("answer"), dict) else None,
     )
 
 

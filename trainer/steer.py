@@ -47,6 +47,9 @@ class Steering:
         self._replayed_at_reset = 0
         self.deferred: list[dict] = []  # warning fields found while restoring
         self.paused = False
+        # "validation" while the trainer validates: answers given then say so (``phase``), so a
+        # reader can tell "applied during validation of epoch E" from "applied after step S - 1"
+        self.phase = ""
 
     # --- resume ----------------------------------------------------------------------------
     def plan_restore(self, answered_in_checkpoint: list[str], record: list[dict], epoch: int = 0) -> dict[str, Any]:
@@ -160,6 +163,8 @@ class Steering:
             self.answered.add(inc.id)
         else:
             self.answered_lines.add(inc.line)
+        if self.phase:
+            fields["phase"] = self.phase
         if self.is_main:
             self.events.emit(kind, id=inc.id, line=inc.line, **fields)
 

@@ -303,7 +303,13 @@ class Trainer:
         batches = iter(c.val_loader())
         for i in range(c.val_batches_max()):
             if i % 4 == 0:
-                self.control_point()
+                if self.cfg.debug.val_delay:
+                    time.sleep(self.cfg.debug.val_delay)
+                self.c.steering.phase = "validation"  # answers given now say so (docs/control.md)
+                try:
+                    self.control_point()
+                finally:
+                    self.c.steering.phase = ""
             batch = next(batches, None)
             if batch is None:
                 continue

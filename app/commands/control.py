@@ -164,7 +164,11 @@ def _report(run: Run, cmd_id: str, args: argparse.Namespace) -> int:
     where = f"epoch {ans.get('epoch')}, step {ans.get('step')}"
     if ans.get("type") == "ack":
         adj = run.state.adjustment(cmd_id)
-        print(f"applied at {where}: {adj.describe() if adj else ans.get('cmd')}")
+        if adj is not None and adj.cmd != "set" and adj.when():  # 'paused after step 91 (epoch 3)': the header's step
+            print(f"{adj.when()}: {adj.describe()}")
+        else:
+            during = " (during validation)" if ans.get("phase") == "validation" else ""
+            print(f"applied at {where}{during}: {adj.describe() if adj else ans.get('cmd')}")
         return 0
     print(f"refused: {ans.get('reason') or 'no reason given'}")
     return 1

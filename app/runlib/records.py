@@ -50,11 +50,40 @@ class Adjustment:
             return ", ".join(f"{k} {format_value(v)}" for k, v in self.values.items()) or "set"
         return self.cmd or "?"
 
+    def when(self) -> str:
+        """When it took effect, if applied: :func:`answer_words`."""
+        phase = self.answer.get("phase") if isinstance(self.answer, dict) else None
+        return answer_words(self.cmd, self.status, self.answer_step, self.answer_epoch, phase)
+
     def summary(self) -> str:
         """One short line: 'lr 5.00e-04->3.00e-04 applied', 'gamma 1.5 pending', 'pause refused: ...'."""
         if self.status == "refused":
             return f"{self.describe()} refused: {self.answer_reason}".strip()
         return f"{self.describe()} {self.status}"
+
+
+def answer_words(cmd: Any, status: str, step: Any, epoch: Any, phase: Any) -> str:
+    """When an applied command took effect, in words that agree with the header's step (the last
+    step done): 'applied at step 81 (during validation of epoch 2)', 'paused after step 91 (epoch 3)'.
+
+    An ack's ``step`` is the first step that runs with the command for ``set``/``pause``/``resume``
+    (the header reads step - 1 when it is acked), the last step done for ``stop``/``checkpoint``;
+    ``phase`` "validation": acked while epoch ``epoch`` was validating (docs/control.md, "Answers").
+    '' when not applied or the ack has no step."""
+    if status != "applied" or not isinstance(step, int) or isinstance(step, bool):
+        return ""
+    e = epoch if isinstance(epoch, int) and not isinstance(epoch, bool) else None
+    where = (f" (during validation of epoch {e})" if phase == "validation" and e is not None
+             else f" (epoch {e})" if e is not None else "")
+    if cmd == "pause":
+        return f"paused after step {step - 1}{where}"
+    if cmd == "resume":
+        return f"resumed at step {step}{where}"
+    if cmd == "stop":
+        return f"stopped after step {step}{where}"
+    if cmd == "checkpoint":
+        return f"written after step {step}{where}"
+    return f"applied at step {step}{where}"
 
 
 def _pairs(changes: dict) -> list[tuple[str, tuple[Any, Any]]]:

@@ -72,7 +72,7 @@ class FakeTrainer:
     def __init__(self, run_dir: str | Path, *, name: str | None = None, epochs: int = 8,
                  steps_per_epoch: int = 4, step_delay: float = 0.0, history: int = 0,
                  hold: bool = True, scenario: str = "healthy", live: dict | None = None,
-                 batch_size: int = 8):
+                 batch_size: int = 8, val_delay: float = 0.0):
         self.run_dir = Path(run_dir)
         self.name = name or self.run_dir.name
         self.steps_per_epoch = steps_per_epoch
@@ -81,6 +81,8 @@ class FakeTrainer:
         self.hold = hold
         self.scenario = scenario
         self.batch_size = batch_size
+        self.val_delay = val_delay  # seconds each epoch "validates" after its steps (commands answered then say so)
+        self.phase = ""
         self.live = {**DEFAULT_LIVE, **(live or {}), "epochs": epochs}
         self.seq = -1
         self.step = 0
@@ -155,7 +157,9 @@ class FakeTrainer:
             return
         self.answered.add(cid)
         self.received.append(cmd)
-        at = {"epoch": self.epoch + 1, "step": self.step + 1}
+        # as the trainer: set/pause/resume apply from the next step, stop/checkpoint after the last one
+        at = {"epoch": self.epoch + 1, "step": self.step + 1, **({"phase": self.phase} if self.phase else {})}
+        done = {**at, "step": self.step}
         if name == "set":
             clean, why = validate(cmd.get("values"), self.live, self.epoch + 1)
             if why:
@@ -170,10 +174,10 @@ class FakeTrainer:
                 self.paused = name == "pause"
                 self.emit("paused" if self.paused else "resumed", id=cid, epoch=self.epoch + 1, step=self.step)
         elif name == "stop":
-            self.emit("ack", id=cid, cmd=name, changes={}, **at)
+            self.emit("ack", id=cid, cmd=name, changes={}, **done)
             self.stopped = True
         elif name == "checkpoint":
-            self.emit("ack", id=cid, cmd=name, changes={}, **at)
+            self.emit("ack", id=cid, cmd=name, changes={}, **done)
             self.emit("checkpoint", kind="last", path="checkpoints/last.pt", epoch=self.epoch, step=self.step)
         else:
             self.emit("nack", id=cid, cmd=name, reason=f"unknown command {name!r}", line=line)
@@ -201,6 +205,10 @@ class FakeTrainer:
             loss = round(m["train_loss"] * (1.05 - 0.02 * (self.step % 4)), 4)
             self.emit("step", epoch=e, step=self.step, loss=loss, lr=self.live["lr"], gamma=self.live["gamma"],
                       samples_per_s=123.4, data_wait=0.05)
+        if self.val_delay and delay:  # validating: commands are still answered (phase "validation")
+            self.phase = "validation"
+            self._sleep(self.val_delay)
+            self.phase = ""
         m = canned_epoch(e, self.live, self.scenario)
         if self.best[0] is None or m["val_f"] > self.best[0]:
             self.best = (m["val_f"], e)

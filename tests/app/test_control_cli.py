@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import threading
 from pathlib import Path
 
@@ -142,7 +143,8 @@ def test_pause_wait_and_ended_run(runs, capsys):
     rec = live_run(runs)
     with FakeTrainer(rec):
         assert main(["pause", "alpha", "--wait", "--timeout", "10"]) == 0
-    assert "applied at epoch 1" in capsys.readouterr().out
+    # the step the header shows (the last one done; the ack's step is the first to run paused)
+    assert re.search(r"^paused after step \d+ \(epoch 1\): pause$", capsys.readouterr().out, re.M)
     rec.end("stopped", epoch=2)
     assert main(["checkpoint", "alpha"]) == 2
     assert "has ended (stopped)" in capsys.readouterr().err
@@ -214,6 +216,6 @@ def test_segwatch_resume_on_a_paused_run_sends_resume_and_waits(runs, capsys):
         capsys.readouterr()
         assert app.cli.main(["resume", "alpha", "--wait", "--timeout", "10", "--reason", "back"]) == 0
     out = capsys.readouterr().out
-    assert "alpha: resume" in out and "applied at epoch 1" in out
+    assert "alpha: resume" in out and re.search(r"^resumed at step \d+ \(epoch 1\): resume$", out, re.M)
     sent = [json.loads(x) for x in (rec.dir / "control.jsonl").read_text().splitlines()]
     assert [(c["cmd"], c.get("reason")) for c in sent] == [("pause", None), ("resume", "back")]

@@ -163,6 +163,8 @@ class DebugConfig:
     # fault injection: a block of +Inf pixels in the first image of the batch at this global step
     inf_pixels_at_step: Any = field(default=None, metadata=check(lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 10**12), "null or a global step in 1..10^12"))
     step_delay: float = field(default=0.0, metadata=check(lambda v: 0 <= v <= 60, "seconds in [0, 60]"))
+    # seconds slept at each control point of a validation (every 4th batch): slows a tiny run's validation down
+    val_delay: float = field(default=0.0, metadata=check(lambda v: 0 <= v <= 60, "seconds in [0, 60]"))
     max_steps_per_epoch: int = field(default=0, metadata=check(lambda v: 0 <= v <= 10**9, "an integer in 0..10^9 (0 = whole epoch)"))
     # every rank appends (step, lr, gamma) per step to <run>/ranks/rank<N>.jsonl: proves DDP ranks agree
     rank_log: bool = False

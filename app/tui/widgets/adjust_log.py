@@ -36,11 +36,8 @@ class AdjustLog(ViewWidget):
             if a.status == "pending":
                 t.append("  pending…", style="yellow")
             elif a.status == "applied":
-                t.append("  applied", style="green")
-                if a.answer_step is not None:
-                    t.append(f" at step {a.answer_step}", style="green")
-                if a.answer_epoch is not None:
-                    t.append(f" (epoch {a.answer_epoch})", style="dim")
+                # 'applied at step 81 (during validation of epoch 2)', 'paused after step 91 (epoch 3)'
+                t.append(f"  {a.when() or 'applied'}", style="green")
             else:
                 t.append(f"  refused: {a.answer_reason}", style="red")
             if a.reason:
