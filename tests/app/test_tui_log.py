@@ -23,6 +23,7 @@ SIZE = (160, 50)
 
 
 def append(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)  # a fake trainer's thread may not have made it yet
     with open(path, "ab") as f:
         f.write(data)
 
