@@ -59,6 +59,11 @@ async def shoot(specs: list[tuple[str, str, int]], filename: str, keys: list[tup
                     await _wait(pilot, lambda: any(a.status == "applied" for a in app.views[index].adjustments))
                 await pilot.press("1", *after)
                 app.clear_notifications()
+                # every pane and the overlay have drawn the newest views (they coalesce redraws)
+                plots = [app.overlay.f_plot, app.overlay.loss_plot,
+                         *(w for p in app.panes.values() if p.display for w in p.parts[2:4])]
+                await _wait(pilot, lambda: all(p._pending is None or not p.display for p in app.panes.values())
+                            and all(p._timer is None for p in plots))
                 await pilot.pause(0.5)
                 path = Path(app.save_screenshot(filename, str(OUT)))
         finally:

@@ -27,7 +27,7 @@ ALIGNS = ("epoch", "step")  # `x` toggles
 RUN_COLOURS = ((86, 182, 194), (198, 120, 221), (229, 160, 80), (97, 150, 239), (224, 108, 117),
                (152, 195, 121), (229, 210, 123), (200, 200, 200), (255, 130, 200))
 REF_COLOURS = ((150, 150, 150), (125, 140, 170), (170, 145, 120), (140, 165, 135))  # references: muted
-RUN_MARKER, REF_MARKER = "braille", "·"  # thin lines for the runs; dotted: references stand back
+RUN_MARKER, REF_MARKER = "hd", "·"  # solid lines for the runs (as the pane plots); dotted: references
 LOSS_MIN_WIDTH = 120  # narrower: the val F overlay alone
 MAX_NAME = 32
 
@@ -101,6 +101,12 @@ class OverlayPlot(ViewPlot):
         super().__init__(id=id, classes=classes)
         self.what = what
         self.minor_interval = 5.0 if what == "loss" else 1.0  # step points alone: a 5 s cadence
+        self.empty = True  # nothing drawn yet: the first data is drawn at once, not at the cadence
+
+    def set_view(self, view: Any) -> None:
+        if self.empty:
+            self.draw_soon()
+        super().set_view(view)
 
     def key(self, view: Any) -> Any:
         data = tuple((c.name, c.colour, c.ref, getattr(c, self.what), c.spe) for c in view.curves)
@@ -121,6 +127,7 @@ class OverlayPlot(ViewPlot):
         p.clear_figure()
         p.title(self.title(view))
         x_hi = 0.0
+        self.empty = True
         # references first: the live runs are drawn over them
         for c in sorted(view.curves, key=lambda c: not c.ref):
             xs, ys = getattr(c, self.what)
@@ -132,6 +139,7 @@ class OverlayPlot(ViewPlot):
                 xs = [x * c.spe for x in xs]
             ys = ema(list(ys), view.ema)
             x_hi = max(x_hi, max(xs))
+            self.empty = False
             p.plot(list(xs), ys, color=c.colour, marker=REF_MARKER if c.ref else RUN_MARKER)
         p.xlim(0, max(x_hi * 1.02, 10.0 if view.align == "epoch" else 1.0))
         if self.what == "f":
