@@ -37,7 +37,7 @@ def main() -> None:
     from bench.common import machine_info, write_json
     from trainer.core.config import load_config
     from trainer.dist import DistContext
-    from trainer.setup import Components, build
+    from trainer.build import Parts, build
     from trainer.train import Trainer
 
     torch.set_num_threads(a.threads)
@@ -45,7 +45,7 @@ def main() -> None:
     for name in CONFIGS:
         for stride in ("auto", 4):
             cfg = load_config(ROOT / "configs" / f"{name}.yaml", [f"model.output_stride={stride}", "training.num_workers=0"])
-            c: Components = build(cfg, torch.device("cpu"), DistContext())
+            c: Parts = build(cfg, torch.device("cpu"), DistContext())
             c.steering = type("S", (), {"live": {"lr": 1e-4, "grad_clip": cfg.training.grad_clip, "gamma": cfg.loss.focal_gamma}})()
             c.events = None
             tr = Trainer.__new__(Trainer)

@@ -95,13 +95,13 @@ def check_cuda_setup(device, tmp: Path) -> dict:
     from trainer import checkpoint as ckpt
     from trainer.core.config import load_config
     from trainer.dist import DistContext
-    from trainer.setup import build, open_record, restore_state
+    from trainer.build import build, restore_state
+    from trainer.rundir import open_run
     from trainer.train import Trainer
 
     tiny = ["data.synthetic_train=16", "data.synthetic_val=4", "data.image_size=32", "training.batch_size=4"]
     cfg = load_config(BASE, tiny)
-    cpu = build(cfg, torch.device("cpu"), DistContext())
-    open_record(cpu, tmp / "cpu-run", None, [])
+    cpu = open_run(build(cfg, torch.device("cpu"), DistContext()), tmp / "cpu-run", None, [])
     Trainer(cpu).save("last")
     cpu.events.close()
     state = ckpt.load(tmp / "cpu-run" / "checkpoints" / "last.pt")

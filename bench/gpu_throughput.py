@@ -66,15 +66,15 @@ def _trainer(run_dir: Path, device, *, size: int, batch: int, n_train: int, work
 
     from trainer.core.config import from_dict
     from trainer.dist import DistContext
-    from trainer.setup import build, open_record
+    from trainer.build import build
+    from trainer.rundir import open_run
     from trainer.train import Trainer
 
     cfg = from_dict({"name": "gpu-bench", "data": {"image_size": size, "synthetic_train": n_train, "synthetic_val": batch},
                      "training": {"batch_size": batch, "log_every": 1, "epochs": 10_000, "warmup_epochs": 1,
                                   "num_workers": workers, "compile": compile_, "amp": amp,
                                   "channels_last": channels_last}}, source="gpu-bench")
-    c = build(cfg, device, DistContext())
-    open_record(c, run_dir, None, ["gpu-bench"])
+    c = open_run(build(cfg, device, DistContext()), run_dir, None, ["gpu-bench"])
     return Trainer(c)
 
 

@@ -48,15 +48,15 @@ def make_trainer(run_dir: Path, *, image_size: int, width: int, batch: int, n_ba
 
     from trainer.core.config import from_dict
     from trainer.dist import DistContext
-    from trainer.setup import build, open_record
+    from trainer.build import build
+    from trainer.rundir import open_run
     from trainer.train import Trainer
 
     cfg = from_dict({"name": "bench", "model": {"width": width},
                      "data": {"image_size": image_size, "synthetic_train": batch * n_batches, "synthetic_val": 4},
                      "training": {"batch_size": batch, "log_every": log_every, "epochs": 1000, "warmup_epochs": 0}},
                     source="bench")
-    c = build(cfg, torch.device("cpu"), DistContext())
-    open_record(c, run_dir, None, ["bench"])
+    c = open_run(build(cfg, torch.device("cpu"), DistContext()), run_dir, None, ["bench"])
     t = Trainer(c)
     c.train_ds.set_epoch(1)
     batches = []

@@ -42,15 +42,15 @@ def _build(run_dir: Path, *, image_size: int, batch: int, steps: int, workers: i
 
     from trainer.core.config import from_dict
     from trainer.dist import DistContext
-    from trainer.setup import build, open_record
+    from trainer.build import build
+    from trainer.rundir import open_run
     from trainer.train import Trainer
 
     cfg = from_dict({"name": "throughput", "model": {"width": width},
                      "data": {"image_size": image_size, "synthetic_train": batch * steps, "synthetic_val": batch},
                      "training": {"batch_size": batch, "log_every": 1, "epochs": 10_000, "warmup_epochs": 1,
                                   "num_workers": workers}}, source="bench")
-    c = build(cfg, torch.device("cpu"), DistContext())
-    open_record(c, run_dir, None, ["bench"])
+    c = open_run(build(cfg, torch.device("cpu"), DistContext()), run_dir, None, ["bench"])
     return Trainer(c)
 
 

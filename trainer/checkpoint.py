@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import io
+import os
+import time
 import random
 from pathlib import Path
 from typing import Any, Callable
@@ -103,3 +106,19 @@ def load(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]
 
 def all_finite(state_dict: dict[str, torch.Tensor]) -> bool:
     return all(torch.isfinite(t).all().item() for t in state_dict.values() if t.is_floating_point())
+
+
+def fault_midway(debug, epoch: int):
+    """Fault injection for tests (debug.checkpoint_*): what runs halfway through a checkpoint
+    write of epoch ``epoch``, or None."""
+    fail = bool(debug.checkpoint_enospc_from_epoch) and epoch >= debug.checkpoint_enospc_from_epoch
+    if not debug.checkpoint_write_pause and not fail:
+        return None
+
+    def midway() -> None:
+        if debug.checkpoint_write_pause:
+            time.sleep(debug.checkpoint_write_pause)
+        if fail:
+            raise OSError(errno.ENOSPC, f"{os.strerror(errno.ENOSPC)} (debug.checkpoint_enospc_from_epoch)")
+
+    return midway

@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
             nproc = _launch_nproc(args, nproc)
         if nproc > 1 and "WORLD_SIZE" not in os.environ:
             if args.config and not args.run_dir:  # every worker must agree on the run directory
-                from trainer.setup import new_run_dir
+                from trainer.rundir import new_run_dir
                 raw_argv += ["--run-dir", str(new_run_dir(Path(args.runs_dir), cfg.name))]
             _relaunch_with_torchrun(nproc, raw_argv)
         return _run(args, cfg, raw_argv)
@@ -72,7 +72,8 @@ def _launch_nproc(args: argparse.Namespace, nproc: int) -> int:
     """The number of processes to start, checked before torchrun: a resume keeps the run's own
     count (the checkpoint's world_size) unless --allow-reshape; never more CUDA processes than
     visible GPUs ("invalid device ordinal" in every rank otherwise)."""
-    from trainer.setup import load_resume, resolve_device, saved_world_size
+    from trainer.build import resolve_device
+    from trainer.rundir import load_resume, saved_world_size
 
     device = resolve_device(args.device)
     if args.resume:
@@ -164,8 +165,8 @@ def _run(args: argparse.Namespace, cfg, argv: list[str]) -> int:
     from trainer.alpha import describe as describe_alpha
     from trainer.core.classes import NUM_CLASSES
     from trainer.dist import init_distributed
-    from trainer.setup import (build, load_resume, new_run_dir, open_record, out, reshape_state, restore_state,
-                               saved_world_size)
+    from trainer.build import build, reshape_state, restore_state
+    from trainer.rundir import load_resume, new_run_dir, open_run, out, saved_world_size
     from trainer.train import Trainer
 
     device, device_note = choose_device(args.device)
@@ -178,7 +179,7 @@ def _run(args: argparse.Namespace, cfg, argv: list[str]) -> int:
     if dist.enabled and device.type == "cuda":
         import torch as _t
         device = _t.device("cuda", dist.local_rank)
-    comp = build(cfg, device, dist)  # validates data and model size: nothing written yet
+    parts = build(cfg, device, dist)  # validates data and model size: nothing written yet
     reshaped = None
     if resume_state is not None:
         saved = saved_world_size(run_dir, resume_state)
@@ -186,15 +187,15 @@ def _run(args: argparse.Namespace, cfg, argv: list[str]) -> int:
             if not args.allow_reshape:
                 raise ConfigError(f"--resume {run_dir}: the run was trained on {saved} process(es), this launch has "
                                   f"{dist.world_size}; add --allow-reshape to continue on {dist.world_size}")
-            reshaped = reshape_state(comp, resume_state, saved)
+            reshaped = reshape_state(parts, resume_state, saved)
     created = False
     if not args.resume:
         run_dir = Path(args.run_dir) if args.run_dir else new_run_dir(Path(args.runs_dir), cfg.name)
         created = not run_dir.exists()
     if resume_state is not None:
-        restore_state(comp, resume_state)
+        restore_state(parts, resume_state)
     try:
-        open_record(comp, run_dir, resume_state, argv)
+        comp = open_run(parts, run_dir, resume_state, argv)
     except OSError as e:
         if created and dist.is_main:
             shutil.rmtree(run_dir, ignore_errors=True)

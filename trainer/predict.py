@@ -51,7 +51,7 @@ def read_rgb(path: Path):
 
 
 def _amp_channels_last(cfg, device) -> tuple[bool, bool]:
-    t = cfg.training  # the same rules as trainer.setup.build
+    t = cfg.training  # the same rules as trainer.build.build
     amp = device.type == "cuda" and t.amp in ("auto", "bf16") or (t.amp == "bf16")
     cl = t.channels_last == "on" or (t.channels_last == "auto" and device.type == "cuda")
     return amp, cl
@@ -163,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
                                   f"{im.stem!r}: both masks would be {im.stem}.png")
             stems[im.stem] = im.name
         from trainer.inference import load_model
-        from trainer.setup import resolve_device
+        from trainer.build import resolve_device
 
         device = resolve_device(args.device)
         models = [load_model(m, checkpoint=args.checkpoint, config=args.config, device=device) for m in args.model]

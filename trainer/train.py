@@ -1,12 +1,11 @@
 """The training loop: a short ``train()`` over epochs plus ``train_step()``.
 
-Setup (data, model, optimizer, run directory, resume) lives in :mod:`trainer.setup`; this module
+Setup (data, model, optimizer, run directory, resume) lives in :mod:`trainer.build` and :mod:`trainer.rundir`; this module
 only runs epochs, answers control commands between steps and writes the record.
 """
 
 from __future__ import annotations
 
-import errno
 import math
 import os
 import signal
@@ -20,9 +19,10 @@ from trainer.metrics import FScoreMeter
 from trainer.previews import Previews
 from trainer.runfiles import open_regular
 from trainer.schedule import lr_at
-from trainer.setup import Components
+from trainer.rundir import Components
 from trainer.steer import Requests
-from trainer.valscore import score_batch
+from trainer.steplog import StepWindow
+from trainer.valscore import validate
 
 
 class StopRun(Exception):
@@ -146,21 +146,38 @@ class Trainer:
         self.sigterm = True
 
     def train_epoch(self, epoch: int) -> None:
+        """One epoch: steps over the loader, then validation, the epoch's record and checkpoints."""
+        loader = self._begin_epoch(epoch)
+        window = StepWindow(self.c.device)  # the steps since the last step event
+        self.control_point()  # commands sent before the epoch's first step apply to it
+        for images, masks, wait in self._batches(loader):
+            lr = self.lr_for(self.step)
+            loss, pred, ok = self.train_step(images, masks, lr)
+            self._count_step(loss, pred, masks, ok)
+            window.add(loss, ok, wait, images.shape[0] * self.dist.world_size)
+            self._log_step(epoch, lr, window)
+            self._between_steps()
+        self._end_epoch(epoch)
+
+    def _begin_epoch(self, epoch: int):
+        """The epoch's augmentation, its loader (from the step a mid-epoch resume stopped at) and
+        fresh train sums (a resumed epoch's sums so far, when its checkpoint has them)."""
         c = self.c
         c.start_epoch_augmentation()
         c.model.train()
         loader = c.train_loader(epoch, self.step_in_epoch)
-        meter = self.meter = FScoreMeter(device=c.device)
-        loss_sum = self.loss_sum = torch.zeros((), device=c.device)
+        self.meter = FScoreMeter(device=c.device)
+        self.loss_sum = torch.zeros((), device=c.device)
         self.n_ok, self.skipped, elapsed = 0, 0, 0.0
         if self.progress is not None:  # resumed mid-epoch: this epoch's train numbers so far
             elapsed = self._restore_progress(self.progress)
             self.progress = None
-        t0 = time.perf_counter() - elapsed
-        self.t0 = t0
-        log_loss = torch.zeros((), device=c.device)
-        log_n, log_t, log_wait, log_samples = 0, time.perf_counter(), 0.0, 0
-        self.control_point()  # commands sent before the epoch's first step apply to it
+        self.t0 = time.perf_counter() - elapsed
+        return loader
+
+    def _batches(self, loader):
+        """The loader's batches on the device, each with the seconds spent waiting for it."""
+        c = self.c
         t_wait = time.perf_counter()
         for images, masks in loader:
             wait = time.perf_counter() - t_wait
@@ -168,72 +185,76 @@ class Trainer:
             masks = masks.to(c.device, non_blocking=True).long()  # uint8 on the way, int64 on the device
             if c.channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
-            lr = self.lr_for(self.step)
-            loss, pred, ok = self.train_step(images, masks, lr)
-            self.step += 1
-            self.step_in_epoch += 1
-            if ok:
-                loss_sum += loss
-                log_loss += loss
-                self.n_ok += 1
-                log_n += 1
-                meter.update(pred, masks)
-            log_wait += wait
-            log_samples += images.shape[0] * self.dist.world_size
-            # every log_every steps, and also the process's first step (readers learn the run's
-            # cadence at once: the stall bound, "waiting for the first step") and each epoch's last
-            first_of_process, self.logged_any = not self.logged_any, True
-            if self.dist.is_main and (self.step % self.cfg.training.log_every == 0 or first_of_process
-                                      or self.step_in_epoch == self.steps_per_epoch):
-                dt = time.perf_counter() - log_t
-                self.events.emit(
-                    "step", epoch=epoch, step=self.step,
-                    loss=(log_loss / max(log_n, 1)).item() if log_n else float("nan"),
-                    lr=lr, gamma=self.live["gamma"], samples_per_s=round(log_samples / max(dt, 1e-9), 2),
-                    data_wait=round(log_wait / max(dt, 1e-9), 4),
-                )
-                log_loss.zero_()
-                log_n, log_t, log_wait, log_samples = 0, time.perf_counter(), 0.0, 0
-            if self.cfg.debug.step_delay:
-                time.sleep(self.cfg.debug.step_delay)
-            self._apply_control(*self._step_flags)  # commands read during this step apply to the next
+            yield images, masks, wait
             t_wait = time.perf_counter()
-        train = meter.compute(self.dist)
-        sums = self.dist.all_reduce_sum(torch.stack([loss_sum, torch.tensor(float(self.n_ok), device=c.device)]))
+
+    def _count_step(self, loss: torch.Tensor, pred: torch.Tensor, masks: torch.Tensor, ok: bool) -> None:
+        self.step += 1
+        self.step_in_epoch += 1
+        if ok:
+            self.loss_sum += loss
+            self.n_ok += 1
+            self.meter.update(pred, masks)
+
+    def _log_step(self, epoch: int, lr: float, window: StepWindow) -> None:
+        """A step event every log_every steps, and also the process's first step (readers learn
+        the run's cadence at once: the stall bound, "waiting for the first step") and each
+        epoch's last."""
+        first_of_process, self.logged_any = not self.logged_any, True
+        if self.dist.is_main and (self.step % self.cfg.training.log_every == 0 or first_of_process
+                                  or self.step_in_epoch == self.steps_per_epoch):
+            w = window.take()
+            self.events.emit("step", epoch=epoch, step=self.step, loss=w["loss"], lr=lr, gamma=self.live["gamma"],
+                             samples_per_s=w["samples_per_s"], data_wait=w["data_wait"])
+
+    def _between_steps(self) -> None:
+        if self.cfg.debug.step_delay:
+            time.sleep(self.cfg.debug.step_delay)
+        self._apply_control(*self._step_flags)  # commands read during this step apply to the next
+
+    def _end_epoch(self, epoch: int) -> None:
+        """The epoch's train numbers (every rank's), validation, previews, the epoch event and
+        the checkpoints."""
+        train = self.meter.compute(self.dist)
+        sums = self.dist.all_reduce_sum(torch.stack([self.loss_sum, torch.tensor(float(self.n_ok), device=self.c.device)]))
         train_loss = (sums[0] / sums[1].clamp(min=1)).item() if sums[1].item() else float("nan")
         val = self.validate()
         self._write_previews(epoch)
         self.epoch = epoch
         self.step_in_epoch = 0
-        epoch_time = time.perf_counter() - t0
+        epoch_time = time.perf_counter() - self.t0
         self.epoch_times = (self.epoch_times + [epoch_time])[-5:]
         improved = val["f"] > self.best_val_f and math.isfinite(val["f"])
         if improved:
             self.best_val_f, self.best_epoch, self.since_best = val["f"], epoch, 0
         else:
             self.since_best += 1
-        remaining = max(0, self.live["epochs"] - epoch)
         if self.dist.is_main:
-            self.events.emit(
-                "epoch", epoch=epoch, step=self.step,
-                train_loss=train_loss,
-                train_f=train["f"], val_loss=val["loss"], val_f=val["f"], pooled_f=val["pooled_f"],
-                per_class_f=val["per_class"], train_per_class_f=train["per_class"],
-                lr=self.lr_for(max(self.step - 1, 0)), gamma=self.live["gamma"], alpha=self.live["alpha"],
-                dropout=self.live["dropout"], epoch_time=round(epoch_time, 3),
-                eta_s=round(remaining * sum(self.epoch_times) / len(self.epoch_times), 1),
-                best_val_f=self.best_val_f, best_epoch=self.best_epoch, skipped_steps=self.skipped,
-                epochs=self.live["epochs"],
-            )
-            if self.printer:
-                self.printer(
-                    f"epoch {epoch}/{self.live['epochs']} | train loss {train_loss:.4f} "
-                    f"F {train['f']:.4f} | val loss {val['loss']:.4f} F {val['f']:.4f} (best {self.best_val_f:.4f} "
-                    f"@{self.best_epoch}) | lr {self.live['lr']:.2e} | {epoch_time:.1f}s"
-                    + (f" | {self.skipped} steps skipped (non-finite)" if self.skipped else ""))
+            self._record_epoch(epoch, train_loss, train, val, epoch_time)
         self.save("last")
         if improved:
             self.save("best")
+
+    def _record_epoch(self, epoch: int, train_loss: float, train: dict, val: dict, epoch_time: float) -> None:
+        """The epoch event (rank 0), and its line on stdout."""
+        remaining = max(0, self.live["epochs"] - epoch)
+        self.events.emit(
+            "epoch", epoch=epoch, step=self.step,
+            train_loss=train_loss,
+            train_f=train["f"], val_loss=val["loss"], val_f=val["f"], pooled_f=val["pooled_f"],
+            per_class_f=val["per_class"], train_per_class_f=train["per_class"],
+            lr=self.lr_for(max(self.step - 1, 0)), gamma=self.live["gamma"], alpha=self.live["alpha"],
+            dropout=self.live["dropout"], epoch_time=round(epoch_time, 3),
+            eta_s=round(remaining * sum(self.epoch_times) / len(self.epoch_times), 1),
+            best_val_f=self.best_val_f, best_epoch=self.best_epoch, skipped_steps=self.skipped,
+            epochs=self.live["epochs"],
+        )
+        if self.printer:
+            self.printer(
+                f"epoch {epoch}/{self.live['epochs']} | train loss {train_loss:.4f} "
+                f"F {train['f']:.4f} | val loss {val['loss']:.4f} F {val['f']:.4f} (best {self.best_val_f:.4f} "
+                f"@{self.best_epoch}) | lr {self.live['lr']:.2e} | {epoch_time:.1f}s"
+                + (f" | {self.skipped} steps skipped (non-finite)" if self.skipped else ""))
 
     def train_step(self, images: torch.Tensor, masks: torch.Tensor, lr: float) -> tuple[torch.Tensor, torch.Tensor, bool]:
         """One optimizer step. Returns (detached loss, argmax prediction, whether it was applied).
@@ -284,49 +305,9 @@ class Trainer:
         # argmax over the class dim was 7.5% of a CPU step (bench/RESULTS.md, item 6)
         return loss.detach().float(), logits.detach().max(1).indices, ok
 
-    @torch.no_grad()
     def validate(self) -> dict[str, Any]:
-        c = self.c
-        model = c.model
-        if self.dist.enabled:
-            # no DDP in validation: its forward broadcasts buffers, a collective that a rank
-            # with fewer (or no) validation batches would never join. Every rank evaluates rank
-            # 0's BatchNorm statistics (each rank's last training forward updated its own copy).
-            model = c.raw_model
-            self.dist.broadcast_tensors([b for b in self._bn if b.is_floating_point()])
-        model.eval()
-        meter = FScoreMeter(device=c.device)
-        sums = torch.zeros(2, device=c.device)
-        # every rank polls control at the same batch indices, over the batch count of the rank
-        # with the most (an uneven split must not leave one rank in a broadcast while another
-        # waits in the metric all-reduce)
-        batches = iter(c.val_loader())
-        for i in range(c.val_batches_max()):
-            if i % 4 == 0:
-                if self.cfg.debug.val_delay:
-                    time.sleep(self.cfg.debug.val_delay)
-                self.c.steering.phase = "validation"  # answers given now say so (docs/control.md)
-                try:
-                    self.control_point()
-                finally:
-                    self.c.steering.phase = ""
-            batch = next(batches, None)
-            if batch is None:
-                continue
-            images, masks = batch
-            images = images.to(c.device, non_blocking=True)
-            if c.channels_last:
-                images = images.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(device_type=c.device.type, dtype=torch.bfloat16, enabled=c.amp):
-                logits = model(images)
-            # loss and F at each mask's own size (the organisers' score), logits upsampled in float32
-            sums[0] += score_batch(logits, masks, c.loss_fn, meter, c.device)
-            sums[1] += images.shape[0]
-        self.dist.all_reduce_sum(sums)
-        out = meter.compute(self.dist)
-        out["loss"] = (sums[0] / sums[1].clamp(min=1)).item()
-        c.model.train()
-        return out
+        """Validation F and loss of every rank's share (valscore.validate), polling control as it goes."""
+        return validate(self.c, self._bn, self.control_point)
 
     def _write_previews(self, epoch: int) -> None:
         """previews/epoch_NNNN.png before the epoch event names the epoch; a folder that cannot be
@@ -369,7 +350,7 @@ class Trainer:
             payload["rng_ranks"] = rngs
         path = c.run_dir / "checkpoints" / f"{kind}.pt"
         try:
-            ckpt.save(path, payload, midway=self._fault_midway())
+            ckpt.save(path, payload, midway=ckpt.fault_midway(self.cfg.debug, self.epoch))
         except OSError as e:
             self.events.emit("warning", code="checkpoint_failed", epoch=self.epoch, step=self.step,
                              message=f"could not write {path.name}: {e.strerror or e}; the previous {kind} checkpoint is intact")
@@ -397,21 +378,6 @@ class Trainer:
             self.n_ok = int(p["n_ok"])
             self.skipped = int(p["skipped"])
         return float(p["elapsed"])
-
-    def _fault_midway(self):
-        """Fault injection for tests (debug.checkpoint_*): runs halfway through a checkpoint write."""
-        d = self.cfg.debug
-        fail = bool(d.checkpoint_enospc_from_epoch) and self.epoch >= d.checkpoint_enospc_from_epoch
-        if not d.checkpoint_write_pause and not fail:
-            return None
-
-        def midway() -> None:
-            if d.checkpoint_write_pause:
-                time.sleep(d.checkpoint_write_pause)
-            if fail:
-                raise OSError(errno.ENOSPC, f"{os.strerror(errno.ENOSPC)} (debug.checkpoint_enospc_from_epoch)")
-
-        return midway
 
 
 def _valid_progress(p: Any, epoch: int) -> dict[str, Any] | None:

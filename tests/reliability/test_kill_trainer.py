@@ -190,7 +190,7 @@ def test_resume_state_loads_onto_the_cpu_whatever_the_device(tmp_path):
     and torch.set_rng_state refuses a non-CPU tensor: a GPU resume crashed. Simulated here with
     the 'meta' device (no GPU needed): the state must come back on the CPU and restore cleanly."""
     from trainer import checkpoint as ckpt
-    from trainer.setup import load_resume
+    from trainer.rundir import load_resume
 
     run = tmp_path / "r"
     (run / "checkpoints").mkdir(parents=True)

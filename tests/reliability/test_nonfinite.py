@@ -45,12 +45,12 @@ def test_checkpoint_write_is_refused_when_the_weights_are_not_finite(tmp_path):
     warning event, and the previous last.pt stays as it was."""
     from trainer.core.config import load_config
     from trainer.dist import DistContext
-    from trainer.setup import build, open_record
+    from trainer.build import build
+    from trainer.rundir import open_run
     from trainer.train import Trainer
 
     cfg = load_config(CONFIGS / "baseline.yaml", [*TINY, "training.epochs=2"])
-    comp = build(cfg, torch.device("cpu"), DistContext())
-    open_record(comp, tmp_path / "r", None, [])
+    comp = open_run(build(cfg, torch.device("cpu"), DistContext()), tmp_path / "r", None, [])
     trainer = Trainer(comp)
     trainer.save("last")
     last = tmp_path / "r" / "checkpoints" / "last.pt"

@@ -48,15 +48,15 @@ def trainer_steps(run_dir: Path) -> dict:
     """Real trainer components on each rank; count the collectives of 3 training steps, with one
     control line arriving before the second."""
     from trainer.core.config import load_config
-    from trainer.setup import build, open_record
+    from trainer.build import build
+    from trainer.rundir import open_run
     from trainer.train import Trainer
 
     ctx = init_distributed(torch.device("cpu"), timeout_s=60)
     cfg = load_config(ROOT / "configs" / "baseline.yaml",
                       ["data.synthetic_train=32", "data.synthetic_val=8", "data.image_size=32", "training.batch_size=4",
                        "model.width=8", "training.warmup_epochs=0", "training.epochs=2"])
-    comp = build(cfg, torch.device("cpu"), ctx)
-    open_record(comp, run_dir, None, [])
+    comp = open_run(build(cfg, torch.device("cpu"), ctx), run_dir, None, [])
     tr = Trainer(comp)
     calls: list[str] = []
     for name in ("all_reduce", "broadcast", "broadcast_object_list", "all_gather_object", "all_gather", "barrier"):

@@ -36,7 +36,7 @@ def test_cuda_n_becomes_the_current_device(four_gpus):
     dev, note = devices.choose_device("cuda:2")
     assert dev == torch.device("cuda", 2) and note is None
     assert four_gpus == [2]  # kernels, caches and NCCL of this process go to GPU 2, not GPU 0
-    from trainer.setup import resolve_device
+    from trainer.build import resolve_device
 
     assert resolve_device("cuda:3") == torch.device("cuda", 3) and four_gpus[-1] == 3
     with pytest.raises(ConfigError, match=r"sees 4 GPU\(s\) \(allowed: cuda:0..cuda:3"):

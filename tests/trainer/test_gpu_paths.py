@@ -19,7 +19,8 @@ from trainer import cli
 from trainer.core.config import load_config
 from trainer.dist import DistContext
 from trainer.device import choose_precision
-from trainer.setup import build, open_record, restore_state
+from trainer.build import build, restore_state
+from trainer.rundir import open_run
 from trainer.train import Trainer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -137,9 +138,8 @@ def test_more_processes_than_visible_gpus_is_a_config_error_before_torchrun(gpu,
 def _checkpoint(tmp_path: Path, **edit) -> Path:
     """A real checkpoint of a tiny CPU run (trainer's own save), with fields edited afterwards."""
     cfg = load_config(CONFIGS / "baseline.yaml", TINY)
-    comp = build(cfg, torch.device("cpu"), DistContext())
     run = tmp_path / "r"
-    open_record(comp, run, None, [])
+    comp = open_run(build(cfg, torch.device("cpu"), DistContext()), run, None, [])
     Trainer(comp).save("last")
     comp.events.close()
     path = run / "checkpoints" / "last.pt"
@@ -183,7 +183,7 @@ def test_resume_sets_fused_adamw_for_the_device_it_runs_on(tmp_path):
 
 def test_allow_reshape_rescales_the_step_so_the_lr_continues_at_the_same_point(tmp_path):
     from trainer.schedule import lr_at
-    from trainer.setup import reshape_state
+    from trainer.build import reshape_state
 
     cfg = load_config(CONFIGS / "baseline.yaml", [*TINY, "training.warmup_epochs=1", "training.epochs=3"])
     comp = build(cfg, torch.device("cpu"), DistContext())  # 16 images, batch 4: 4 steps per epoch on 1 process

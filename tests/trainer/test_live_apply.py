@@ -7,7 +7,7 @@ import torch
 
 from trainer.core.config import load_config
 from trainer.dist import DistContext
-from trainer.setup import build
+from trainer.build import build
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -60,15 +60,40 @@ def test_set_weight_decay_leaves_no_decay_groups_alone(comp):
 
 
 def test_use_class_weights_loads_weights_from_training_frequencies(comp, tmp_path):
-    comp.run_dir = tmp_path
-    comp.apply_live({"use_class_weights": True})
+    from trainer.rundir import open_run
+
+    run = open_run(comp, tmp_path / "r", None, [])  # the frequencies are cached in the run directory
+    run.apply_live({"use_class_weights": True})
     w = comp.loss_fn.class_weights
     assert w is not None and w.shape == (19,) and torch.isfinite(w).all()
-    assert (tmp_path / "class_frequencies.json").exists()
+    assert (tmp_path / "r" / "class_frequencies.json").exists()
+    run.events.close()
     logits, target = fixed_batch()
     weighted = comp.loss_fn(logits, target)[0].item()
     comp.apply_live({"use_class_weights": False})
     assert comp.loss_fn(logits, target)[0].item() != pytest.approx(weighted, rel=1e-4)
+
+
+def test_each_live_key_has_one_way_in():
+    """trainer.build.LIVE_APPLY is keyed by the shared core's live keys: one entry each, none else."""
+    from trainer.build import LIVE_APPLY
+    from trainer.core.live import LIVE_KEYS
+
+    assert list(LIVE_APPLY) == list(LIVE_KEYS)
+
+
+def test_an_opened_run_is_whole(comp, tmp_path):
+    """open_run returns the run's Components complete: no field waits for a second phase."""
+    import dataclasses
+
+    from trainer.rundir import Components, open_run
+
+    run = open_run(comp, tmp_path / "r", None, [])
+    assert isinstance(run, Components)
+    empty = [f.name for f in dataclasses.fields(run) if getattr(run, f.name) is None and not f.name.startswith("_")]
+    assert empty == [] and run.steering.live == run.initial_live() and run.home() == tmp_path / "r"
+    assert (tmp_path / "r" / "meta.json").exists()
+    run.events.close()
 
 
 def test_augmentation_changes_wait_for_the_next_epoch(comp):

@@ -16,7 +16,7 @@ from trainer.data import SyntheticFaces
 from trainer.data.dataset import to_tensor
 from trainer.dist import DistContext
 from trainer.loaders import num_workers_for
-from trainer.setup import build
+from trainer.build import build
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -5,6 +5,7 @@ level (``fmeasure`` alone uses numpy; only ``segwatch evaluate`` loads it). Each
 table the two programs must agree on beside the run directory:
 
 * ``config``    the run config schema: every key's type, range and allowed text
+* ``coerce``    a written config value to its field's type; ``ConfigError``
 * ``live``      the settings a running trainer accepts, and the control commands
 * ``safe_yaml`` reading untrusted YAML; a value a person types; number checks
 * ``classes``   the 19 face-parsing classes, the flip permutation, the ignore index

@@ -18,15 +18,13 @@ from typing import Any, Callable, Mapping, Sequence
 import yaml
 
 from trainer.core.classes import NUM_CLASSES
+from trainer.core.coerce import ConfigError
+from trainer.core.coerce import coerce as _coerce
 from trainer.core.safe_yaml import check_size, read_yaml_mapping
 from trainer.core.safe_yaml import show as _show
 from trainer.core.safe_yaml import show_key as _key
 
 PARAM_CAP = 1_821_085  # the mini challenge's limit on trainable parameters (domain.md)
-
-
-class ConfigError(ValueError):
-    """A config file, override or value that cannot be used; the message is one line."""
 
 
 # --- field constraints -------------------------------------------------------------------
@@ -233,65 +231,6 @@ def read_yaml(path: str | Path) -> dict:
 def _suggest(key: str, candidates: Sequence[str]) -> str:
     close = difflib.get_close_matches(key, candidates, n=1, cutoff=0.6)
     return f"; did you mean '{close[0]}'?" if close else ""
-
-
-def _coerce(value: Any, typ: Any, where: str, allowed: str) -> Any:
-    """Coerce a YAML value to the field's type; numbers written as '5e-4' (YAML 1.1 strings) are accepted."""
-    bad = ConfigError(f"{where} = {_show(value)}: wrong type; allowed: {allowed}")
-    if typ in (float, "float"):
-        if isinstance(value, bool):
-            raise bad
-        if isinstance(value, str):
-            try:
-                value = float(value)
-            except ValueError:
-                raise bad from None
-        if not isinstance(value, (int, float)):
-            raise bad
-        try:
-            value = float(value)
-        except OverflowError:
-            raise ConfigError(f"{where} = {_show(value)}: out of range; allowed: {allowed}") from None
-        if not math.isfinite(value):
-            raise ConfigError(f"{where} = {value!r}: not a finite number; allowed: {allowed}")
-        return value
-    if typ in (int, "int"):
-        if isinstance(value, bool):
-            raise bad
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        if not isinstance(value, int):
-            raise bad
-        return value
-    if typ in (bool, "bool"):
-        if not isinstance(value, bool):
-            raise ConfigError(f"{where} = {_show(value)}: wrong type; allowed: true | false")
-        return value
-    if typ in (str, "str"):
-        if not isinstance(value, str):
-            raise bad
-        return value
-    # Any: numbers-as-strings inside lists (focal_alpha, scale_range) are coerced too
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            return value
-    if isinstance(value, (list, tuple)):
-        out = []
-        for x in value:
-            if isinstance(x, str):
-                try:
-                    x = float(x)
-                except ValueError:
-                    pass
-            if isinstance(x, float) and not math.isfinite(x):
-                raise ConfigError(f"{where} = {_show(value)}: holds a non-finite number; allowed: {allowed}")
-            out.append(x)
-        return out
-    if isinstance(value, float) and not math.isfinite(value):
-        raise ConfigError(f"{where} = {value!r}: not a finite number; allowed: {allowed}")
-    return value
 
 
 def _build_section(cls: type, data: Any, src: str, section: str) -> Any:

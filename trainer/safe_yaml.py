@@ -1,9 +1,0 @@
-"""Moved to ``trainer.core.safe_yaml`` (the shared core). This name is an alias of that module, kept while
-branches written before the move are landed; nothing in the repository imports it
-(tests/test_one_table.py::test_nothing_imports_the_shared_core_by_its_old_name)."""
-
-import sys
-
-from trainer.core import safe_yaml as _moved
-
-sys.modules[__name__] = _moved
