@@ -127,7 +127,7 @@ class Follower:
             if s == "running" and before == "stalled":
                 self.say(f"{'':8} {name:<{self.width}} running again: events resumed")
             elif s == "crashed":
-                lines = error_lines(st)
+                lines = error_lines(run)
                 refused = bool(lines) and lines[0].startswith(ERROR_HEAD)
                 self.say(f"{'':8} {name:<{self.width}} CRASHED: {st.crash_reason}"
                          + (" (a config or data error: nothing was trained)" if refused else ""))

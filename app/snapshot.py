@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 from app.health import evaluate
-from app.runlib import ENDED
+from app.health.evaluate import Verdict
+from app.runlib import ENDED, Adjustment, Run, RunState
 from app.runlib.records import answer_words
 
 OVER = (*ENDED, "skipped")  # skipped: by a plan (app/plan)
@@ -106,18 +107,17 @@ def downsample(xs: Sequence, ys: Sequence, n: int = MAX_PLOT_POINTS) -> tuple[tu
     return tuple(ox), tuple(oy)
 
 
-def _adjust_view(a: Any) -> AdjustView:
-    g = (lambda k, d=None: getattr(a, k, d)) if not isinstance(a, dict) else (lambda k, d=None: a.get(k, d))
+def _adjust_view(a: Adjustment) -> AdjustView:
     return AdjustView(
-        id=str(g("id", "")), cmd=str(g("cmd", "")), values=dict(g("values") or {}), reason=g("reason") or "",
-        source=g("source") or "", sent_t=g("sent_t") or 0.0, status=g("status") or "pending",
-        changes=dict(g("changes") or {}), answer_epoch=g("answer_epoch"), answer_step=g("answer_step"),
-        answer_reason=g("answer_reason") or "",
-        answer_phase=(g("answer") or {}).get("phase") if isinstance(g("answer"), dict) else None,
+        id=str(a.id), cmd=str(a.cmd), values=dict(a.values or {}), reason=a.reason or "",
+        source=a.source or "", sent_t=a.sent_t or 0.0, status=a.status or "pending",
+        changes=dict(a.changes or {}), answer_epoch=a.answer_epoch, answer_step=a.answer_step,
+        answer_reason=a.answer_reason or "",
+        answer_phase=a.answer.get("phase") if isinstance(a.answer, dict) else None,
     )
 
 
-def _verdict(history: list, state: Any, rules: Any) -> Any:
+def _verdict(history: list, state: RunState, rules: Any) -> Verdict | _Fallback:
     try:
         return evaluate(history, rules, live=dict(state.live or {}), run_state=state.status,
                         total_epochs=state.total_epochs, warnings=list(state.warnings or ()))
@@ -134,7 +134,7 @@ class _Fallback:
     actions: tuple = ()
 
 
-def build_view(index: int, run: Any, rules: Any, gpu: list | None = None, verdict: Any = None) -> RunView:
+def build_view(index: int, run: Run, rules: Any, gpu: list | None = None, verdict: Verdict | None = None) -> RunView:
     """Snapshot a refreshed ``Run``; call it on the thread that owns the run."""
     st = run.state
     history = list(st.history())
@@ -156,25 +156,25 @@ def build_view(index: int, run: Any, rules: Any, gpu: list | None = None, verdic
     if last and last.get("eta_s") is not None and st.status in ("running", "paused", "starting"):
         eta_at = last.get("t", time.time()) + last["eta_s"]
     steps = list(st.steps or ())
-    sx = [_pt(p, "step", 0) / spe if spe else _pt(p, "epoch", 0) for p in steps]
-    sy = [_pt(p, "loss") for p in steps]
+    sx = [p.step / spe if spe else p.epoch for p in steps]
+    sy = [p.loss for p in steps]
     ex = [h["epoch"] for h in history]
     status = st.status
-    colour = "red" if status in ("crashed", "stalled") else (getattr(v, "status", None) or "green")
+    colour = "red" if status in ("crashed", "stalled") else (v.status or "green")
     try:
-        tail = error_lines(run.state) if status == "crashed" else ()
+        tail = error_lines(run) if status == "crashed" else ()
     except Exception:
         tail = ()
     warns = list(st.warnings or ())
     return RunView(
-        index=index, run_dir=str(getattr(run, "path", "")), name=st.name or getattr(run, "name", "?"), status=status,
-        status_detail=_safe(st.status_detail), colour=colour, phase=getattr(v, "phase", "?") or "?",
-        summary=getattr(v, "summary", "") or "", epoch=done, total_epochs=total, progress=progress,
+        index=index, run_dir=str(run.path), name=st.name or run.name, status=status,
+        status_detail=_safe(st.status_detail), colour=colour, phase=v.phase or "?",
+        summary=v.summary or "", epoch=done, total_epochs=total, progress=progress,
         eta_at=eta_at, samples_per_s=(ls or {}).get("samples_per_s"), step=(ls or {}).get("step"),
         step_lr=(ls or {}).get("lr"),
         last=dict(last) if last else None, best_val_f=st.best_val_f, best_epoch=st.best_epoch,
-        live=dict(st.live or {}), signals=tuple(getattr(v, "signals", ()) or ()),
-        actions=tuple(getattr(v, "actions", ()) or ()),
+        live=dict(st.live or {}), signals=tuple(v.signals or ()),
+        actions=tuple(v.actions or ()),
         loss_steps=downsample(sx, sy), train_loss=downsample(ex, [h.get("train_loss") for h in history]),
         val_loss=downsample(ex, [h.get("val_loss") for h in history]),
         val_f=downsample(ex, [h.get("val_f") for h in history]),
@@ -184,7 +184,7 @@ def build_view(index: int, run: Any, rules: Any, gpu: list | None = None, verdic
         by_epoch={h["epoch"]: (h.get("val_f"), tuple(h.get("per_class_f") or ())) for h in history},
         adjustments=tuple(_adjust_view(a) for a in (st.adjustments or ())[-50:]),
         warnings=tuple(dict(w) for w in warns[-5:]), warning_counts=dict(st.warning_counts or {}),
-        unreadable=getattr(st, "unreadable", 0), read_note=getattr(st, "read_note", ""),
+        unreadable=st.unreadable, read_note=st.read_note,
         exit_info=dict(st.exit_info) if st.exit_info else None, crash_reason=st.crash_reason or "",
         stderr_tail=tail, gpu=gpu, built_t=time.time(), wall_s=_wall_s(st, history) if status in OVER else None,
         data=dict(start["data"]) if isinstance(start.get("data"), dict) else None,
@@ -192,7 +192,7 @@ def build_view(index: int, run: Any, rules: Any, gpu: list | None = None, verdic
     )
 
 
-def _wall_s(st: Any, history: list) -> float | None:
+def _wall_s(st: RunState, history: list) -> float | None:
     start, end = st.start or {}, st.end or {}
     t0, t1 = start.get("t"), end.get("t") or st.last_event_t
     if isinstance(t0, (int, float)) and isinstance(t1, (int, float)) and not start.get("resumed") and t1 >= t0:
@@ -205,11 +205,11 @@ ERROR_HEAD = "segwatch trainer: error:"  # how the trainer starts a config/data 
 MAX_ERROR_LINES = 40
 
 
-def error_lines(state: Any) -> tuple[str, ...]:
+def error_lines(run: Run) -> tuple[str, ...]:
     """What to show under a crashed run: the trainer's whole error message when it refused to start
     (a config or data error lists every problem, header first), capped at MAX_ERROR_LINES; else the
     last 8 lines of stderr (the end of a traceback)."""
-    lines = list(state.stderr_tail(400, max_bytes=256 * 1024))
+    lines = list(run.stderr_tail(400, max_bytes=256 * 1024))
     for k in range(len(lines) - 1, -1, -1):
         if lines[k].startswith(ERROR_HEAD):
             err = lines[k:]
@@ -217,11 +217,6 @@ def error_lines(state: Any) -> tuple[str, ...]:
                 err = err[:MAX_ERROR_LINES - 1] + [f"... and {len(err) - MAX_ERROR_LINES + 1} more lines in stderr.log"]
             return tuple(err)
     return tuple(lines[-8:])
-
-
-def _pt(p: Any, key: str, default: Any = None) -> Any:
-    """A step point's field: runlib's StepPoint (a NamedTuple) or a plain step event."""
-    return p.get(key, default) if isinstance(p, dict) else getattr(p, key, default)
 
 
 def _safe(fn: Any) -> str:

@@ -40,14 +40,47 @@ def largest_functions(trees, top: int) -> list[tuple[int, str]]:
     return sorted(found, reverse=True)[:top]
 
 
+def _classes(trees) -> dict[str, tuple[str, ast.ClassDef]]:
+    return {node.name: (rel, node) for rel, tree in trees for node in ast.walk(tree) if isinstance(node, ast.ClassDef)}
+
+
 def method_counts(trees) -> dict[str, str]:
-    counts = {}
+    """Methods defined in the class body, and with those of its bases defined in app/ or trainer/."""
+    classes, counts = _classes(trees), {}
+    for name in CLASSES:
+        if name not in classes:
+            counts[name] = "absent"
+            continue
+        rel, node = classes[name]
+        own = sum(isinstance(b, (ast.FunctionDef, ast.AsyncFunctionDef)) for b in node.body)
+        bases = [b.id for b in node.bases if isinstance(b, ast.Name) and b.id in classes]
+        inherited = sum(isinstance(b, (ast.FunctionDef, ast.AsyncFunctionDef)) for base in bases for b in classes[base][1].body)
+        counts[name] = (f"{own} methods" + (f" (+{inherited} from {', '.join(bases)})" if bases else "")
+                        + f", {node.end_lineno - node.lineno + 1} lines ({rel})")
+    return counts
+
+
+def written_outside(trees, cls: str = "RunState") -> list[str]:
+    """``x.attr = ...`` (x not ``self``) in app/ outside the class's module, for an attribute its
+    ``__init__`` sets: places other than the class that write its state."""
+    classes = _classes(trees)
+    if cls not in classes:
+        return []
+    home, node = classes[cls]
+    attrs = {t.attr for n in ast.walk(node) if isinstance(n, (ast.Assign, ast.AnnAssign))
+             for t in (n.targets if isinstance(n, ast.Assign) else [n.target])
+             if isinstance(t, ast.Attribute) and isinstance(t.value, ast.Name) and t.value.id == "self"}
+    hits = []
     for rel, tree in trees:
-        for node in ast.walk(tree):
-            if isinstance(node, ast.ClassDef) and node.name in CLASSES:
-                n = sum(isinstance(b, (ast.FunctionDef, ast.AsyncFunctionDef)) for b in node.body)
-                counts[node.name] = f"{n} methods, {node.end_lineno - node.lineno + 1} lines ({rel})"
-    return {c: counts.get(c, "absent") for c in CLASSES}
+        if rel == home or not rel.startswith("app/"):
+            continue
+        for n in ast.walk(tree):
+            targets = n.targets if isinstance(n, ast.Assign) else [n.target] if isinstance(n, (ast.AugAssign, ast.AnnAssign)) else []
+            for t in targets:
+                for e in (t.elts if isinstance(t, ast.Tuple) else [t]):
+                    if isinstance(e, ast.Attribute) and e.attr in attrs and not (isinstance(e.value, ast.Name) and e.value.id == "self"):
+                        hits.append(f"{rel}:{n.lineno} .{e.attr}")
+    return hits
 
 
 def _live_keys(trees) -> set[str]:
@@ -70,7 +103,8 @@ def fact_places(root: Path, trees) -> dict[str, int]:
                 for fact, want in FACTS.items():
                     places[fact] += values in (want, want | {"skipped"})
             # `k == "dropout"` / `k in ("gamma", ...)`: a live key dispatched by its name in an if-chain
-            if isinstance(node, ast.Compare) and isinstance(node.ops[0], (ast.Eq, ast.In)) and rel.startswith("trainer/"):
+            if (isinstance(node, ast.Compare) and isinstance(node.left, ast.Name)
+                    and isinstance(node.ops[0], (ast.Eq, ast.In)) and rel.startswith("trainer/")):
                 right = node.comparators[0]
                 consts = [right] if isinstance(right, ast.Constant) else getattr(right, "elts", [])
                 if consts and all(isinstance(c, ast.Constant) and c.value in live for c in consts):
@@ -98,6 +132,8 @@ def main(argv: list[str] | None = None) -> None:
     print("method counts:")
     for name, text in method_counts(trees).items():
         print(f"  {name}: {text}")
+    outside = written_outside(trees)
+    print(f"RunState attributes written outside RunState: {len(outside)}" + (f" ({', '.join(outside)})" if outside else ""))
     print("places each fact lives:")
     for fact, n in fact_places(a.root, trees).items():
         print(f"  {fact}: {n}")

@@ -85,7 +85,7 @@ def ls_row(i: int, run: Run, now: float) -> dict[str, Any]:
         "suggestion": str(getattr(act, "text", "") or "") if act is not None else "",
         "last_event_t": last_t, "age_s": round(now - last_t, 1) if last_t is not None else None,
         "bad_lines": st.bad_lines,
-        "stderr": st.stderr_tail(1) if st.status == "crashed" and st.end is None else [],
+        "stderr": run.stderr_tail(1) if st.status == "crashed" and st.end is None else [],
     }
 
 

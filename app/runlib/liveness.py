@@ -46,6 +46,7 @@ import time
 from collections import deque
 from typing import Any
 
+from .process import Restart
 from .records import END_STATUS, describe_exit
 from .safeio import clean
 
@@ -111,20 +112,8 @@ class Cadence:
         return max(STALL_K * self.longest(), floor)
 
 
-def read_proc(pid: int) -> tuple[str, float] | None:
-    """(state letter, CPU seconds used) of a process from /proc/PID/stat, or None where unknown."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            raw = f.read(4096)
-        fields = raw[raw.rindex(b")") + 2:].split()
-        ticks = os.sysconf("SC_CLK_TCK") or 100
-        return fields[0].decode("ascii", "replace"), (int(fields[11]) + int(fields[12])) / ticks
-    except (OSError, ValueError, IndexError):
-        return None
-
-
 class Activity:
-    """What /proc showed of the trainer process at the last refreshes (set by ``Run``)."""
+    """What /proc showed of the trainer process at the last refreshes (RunState.observe_process)."""
 
     def __init__(self) -> None:
         self.state: str | None = None  # 'R' running, 'S' sleeping, 'D' disk, 'T'/'t' stopped, ...
@@ -148,16 +137,15 @@ class Activity:
         return self.state == "R" or (self.busy_at is not None and now - self.busy_at <= within)
 
 
-def exit_applies(exit_info: dict | None, start: dict | None, pending: tuple | None) -> bool:
+def exit_applies(exit_info: dict | None, start: dict | None, pending: Restart | None) -> bool:
     """Does exit.json describe the latest attempt of the run (not an earlier process's)?"""
     if not isinstance(exit_info, dict):
         return False
     attempt, t = exit_info.get("attempt"), exit_info.get("t")
-    if pending is not None:  # segwatch resume launched attempt pending[2]; its start is not read yet
-        want = pending[2] if len(pending) > 2 else None
-        if isinstance(attempt, str) and isinstance(want, str):
-            return attempt == want
-        return isinstance(t, (int, float)) and t >= pending[1]
+    if pending is not None:  # segwatch resume launched attempt pending.attempt; its start is not read yet
+        if isinstance(attempt, str) and isinstance(pending.attempt, str):
+            return attempt == pending.attempt
+        return isinstance(t, (int, float)) and t >= pending.since
     if start is None:
         return True
     started_attempt = start.get("attempt")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import socket
 import stat as stat_mod
 import time
 import uuid
@@ -15,8 +14,8 @@ from typing import Any
 from app.launchers.jobinfo import job_info
 from trainer.core.live import COMMANDS, validate
 
-from . import runfiles, safeio
-from .liveness import exit_applies, read_proc
+from . import process, runfiles, safeio
+from .process import Probe, Restart
 from .state import ENDED, RunState
 from .tail import JsonlTail, Skipped
 
@@ -24,8 +23,6 @@ SKIM_MIN = 16 << 20  # a record at least this long when first read is skimmed up
 SKIM_TAIL = 8 << 20  # bytes at the end always parsed in full (and at least SKIM_EPOCHS epoch lines)
 SKIM_EPOCHS = 4  # epochs at the end parsed in full: the stall cadence keeps liveness.EPOCHS_KEPT
 SKIM_SCAN_MAX = 64 << 20  # never look further back than this for those epochs
-
-_HOST = socket.gethostname()
 
 
 class ControlFileError(ValueError):
@@ -47,7 +44,7 @@ class Run:
         self.events_tail = JsonlTail(self.path / "events.jsonl")
         self.control_tail = JsonlTail(self.path / "control.jsonl")
         self.generation = 0
-        self._restart: tuple[int | None, float, str | None] | None = None
+        self._restart: Restart | None = None
 
     @property
     def control_path(self) -> Path:
@@ -81,8 +78,8 @@ class Run:
             # pid file, or none yet). Probe again; a process found gone only now may have ended
             # cleanly after our read, so that is judged at the next refresh.
             post = self._probe()
-            if post[2] != probe[2]:
-                probe = (post[0], None if post[1] is False else post[1], post[2])
+            if post.pid != probe.pid:
+                probe = post._replace(alive=None if post.alive is False else post.alive)
         self._after_read(probe)
         return events
 
@@ -90,7 +87,7 @@ class Run:
         self.events_tail.rewind()
         self.control_tail.rewind()
         self.state = RunState(self.path, max_steps=self._max_steps)
-        self.state.restart_pending = self._restart
+        self.state.expect_restart(self._restart)
         self.generation += 1
         probe = self._probe()
         self._plan_skim()
@@ -137,12 +134,11 @@ class Run:
         finally:
             os.close(fd)
 
-    def _after_read(self, probe: tuple[dict | None, bool | None, int | None] | None) -> None:
+    def _after_read(self, probe: Probe | None) -> None:
         st = self.state
-        st.bad_event_lines = self.events_tail.bad_lines
-        st.bad_control_lines = self.control_tail.bad_lines
-        st.read_note = self._read_note()
-        st.job = job_info(self.path)  # launcher hook: None for local runs (no slurm.json)
+        st.observe_reading(bad_event_lines=self.events_tail.bad_lines, bad_control_lines=self.control_tail.bad_lines,
+                           read_note=self._read_note(),
+                           job=job_info(self.path))  # launcher hook: None for local runs (no slurm.json)
         if not self.state.config and (self.path / "config.yaml").exists():
             st.load_files()
         elif st.events_seen == 0:
@@ -151,12 +147,7 @@ class Run:
             self._restart = None
         if (st.end is not None and st.restart_pending is None) or probe is None or self.events_tail.more:
             return  # finished, or not caught up yet: judge liveness later
-        exit_info, alive, pid = probe
-        if not exit_applies(exit_info, st.start, st.restart_pending):
-            exit_info = None  # an earlier attempt's (docs/run-directory.md, "Attempts")
-        st.exit_info = exit_info
-        st.process_gone = alive is False
-        st.activity.observe(read_proc(pid) if alive and pid is not None else None, time.time())
+        st.observe_process(probe)  # exit.json of an earlier attempt does not count (docs/run-directory.md, "Attempts")
 
     def _read_note(self) -> str:
         """One line on what could not be read (shown next to the unreadable count), or ''."""
@@ -184,61 +175,29 @@ class Run:
         the status is 'starting', or 'crashed' if the new attempt's supervisor writes exit.json
         first.
         """
-        self._restart = (after_seq, float(since), attempt)
-        self.state.restart_pending = self._restart
+        self._restart = Restart(after_seq, float(since), attempt)
+        self.state.expect_restart(self._restart)
 
-    def _probe(self) -> tuple[dict | None, bool | None, int | None]:
-        pid = self.pid()
-        return self.read_exit_info(), self.process_alive(pid), pid
+    def _probe(self) -> Probe:
+        return process.probe(self.path, self.state.start, self.state.meta.get("host"), self.state.file_notes)
 
     def read_exit_info(self) -> dict | None:
         """exit.json written by the supervisor when the trainer process ended, or None."""
-        return runfiles.read_mapping(self.path / "exit.json", self.state.file_notes, max_bytes=safeio.SMALL)
+        return process.read_exit_info(self.path, self.state.file_notes)
 
     def pid(self) -> int | None:
         """The trainer's pid: trainer.pid, else the last start event's ``pid``."""
-        try:
-            return int(safeio.read_bytes(self.path / "trainer.pid", safeio.SMALL).decode("ascii", "replace").split()[0])
-        except (OSError, ValueError, IndexError):
-            pass
-        start = self.state.start
-        if start is not None and isinstance(start.get("pid"), int) and not isinstance(start.get("pid"), bool):
-            return start["pid"]
-        return None
+        return process.trainer_pid(self.path, self.state.start)
 
     def process_alive(self, pid: int | None = None) -> bool | None:
-        """True/False when the trainer's process is known to run / be gone; None if unknown.
+        """Is the trainer's process alive (app.runlib.process.process_alive); None if unknown."""
+        return process.process_alive(self.pid() if pid is None else pid, self.state.meta.get("host"))
 
-        Alive means: the pid exists (``os.kill(pid, 0)``) and, where /proc exists, its command
-        line mentions "trainer" (a reused pid is not alive; neither is a zombie). Unknown when
-        there is no pid, or when meta.json names another host.
-        """
-        host = self.state.meta.get("host")
-        if isinstance(host, str) and host and host != _HOST:
-            return None  # trained on another machine (a shared folder): cannot tell from here
-        pid = self.pid() if pid is None else pid
-        if pid is None or pid <= 0:
-            return None
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            pass  # exists, owned by someone else
-        except OSError:
-            return None
-        if os.path.isdir("/proc/self"):
-            try:
-                with open(f"/proc/{pid}/cmdline", "rb") as f:
-                    cmdline = f.read(8192)
-            except FileNotFoundError:
-                return False
-            except OSError:
-                return None
-            if cmdline:
-                return b"trainer" in cmdline
-            return _proc_state(pid) not in ("Z", "X", None)  # empty: a zombie, or exec in progress
-        return True
+    def stderr_tail(self, n: int = 5, max_bytes: int = 64 * 1024) -> list[str]:
+        """The last ``n`` non-blank lines of stderr.log, read backwards from its end, cleaned."""
+        if n <= 0:
+            return []
+        return runfiles.stderr_tail(self.path, n, self.state.file_notes, max_bytes)
 
     # -- commanding -----------------------------------------------------------------------
 
@@ -290,11 +249,6 @@ class Run:
             if left <= 0:
                 return None
             time.sleep(min(poll, left))
-
-
-def _proc_state(pid: int) -> str | None:
-    sample = read_proc(pid)
-    return sample[0] if sample else None
 
 
 LOCK_WAIT_S = 2.0

@@ -21,16 +21,19 @@ Pure data and pure Python: the cockpit and the CLI read these attributes directl
 from __future__ import annotations
 
 import os
+import time
 from collections import Counter
 from pathlib import Path
 
 from . import runfiles
-from .liveness import Activity, Cadence, StatusMixin
+from .adjustments import AdjustmentLog
+from .liveness import Activity, Cadence, StatusMixin, exit_applies
+from .process import Probe, Restart, read_proc
 from .records import (  # noqa: F401 - re-exported
     END_STATUS, NONFINITE_CODES, Adjustment, StepPoint, _float, _int, _pairs, _unix_time, describe_exit,
     live_from_config_dict, sanitize_event,
 )
-from .safeio import clean, clean_value
+from .safeio import clean
 
 #: the statuses of a run that has ended (its trainer will write nothing more): the end event's, mapped
 ENDED = tuple(dict.fromkeys(END_STATUS.values()))
@@ -61,24 +64,24 @@ class RunState(StatusMixin):
         self.warning_counts: Counter = Counter()
         self.nonfinite_seen = False
         self.checkpoints: dict[str, dict] = {}  # kind ('last' | 'best') -> last checkpoint event
-        self.adjustments: list[Adjustment] = []
-        self._by_id: dict[str, Adjustment] = {}
-        self._no_id_by_line: dict[int, Adjustment] = {}
-        self.duplicate_commands = 0
+        self.adjustment_log = AdjustmentLog()  # control.jsonl's commands matched with their answers
+        self.adjustments: list[Adjustment] = self.adjustment_log.items  # in send order (the log's own list)
         self.paused = False
         self.paused_event: dict | None = None  # the last 'paused' event
         self.end: dict | None = None
-        self.exit_info: dict | None = None  # exit.json of the trainer process (set by Run)
-        # (after_seq, since_t, attempt) while a restart (segwatch resume) waits for its start event:
-        # the old record's end, exit.json and dead pid say nothing about the new process (set by Run)
-        self.restart_pending: tuple[int | None, float, str | None] | None = None
-        self.process_gone = False  # the trainer's pid is gone without an end event (set by Run)
+        # what Run sees beside the record, taken in by observe_reading / observe_process /
+        # expect_restart (no other module writes these):
+        self.exit_info: dict | None = None  # exit.json of the latest attempt's trainer process
+        # while a restart (segwatch resume) waits for its start event: the old record's end,
+        # exit.json and dead pid say nothing about the new process
+        self.restart_pending: Restart | None = None
+        self.process_gone = False  # the trainer's pid is gone without an end event
         # what the launcher's scheduler says about the run's job (app.launchers.JobInfo; None for
-        # local runs; set by Run): QUEUED with SLURM's reason, or SLURM's word for how it ended
+        # local runs): QUEUED with SLURM's reason, or SLURM's word for how it ended
         self.job = None
-        self.bad_event_lines = 0  # set by Run from its tails
+        self.bad_event_lines = 0  # lines of the record files that could not be read
         self.bad_control_lines = 0
-        self.read_note = ""  # what went wrong reading the record, for people (set by Run)
+        self.read_note = ""  # what went wrong reading the record, for people
         self.bad_events = 0  # parsed objects whose fields made no sense (skipped)
         self.last_error = ""
         self.events_seen = 0
@@ -86,7 +89,7 @@ class RunState(StatusMixin):
         self.last_seq: int | None = None
         self.last_event: dict | None = None  # the last event read (what the trainer did last)
         self.cadence = Cadence()  # gaps between events: the stall bound (app.runlib.liveness)
-        self.activity = Activity()  # what /proc shows of the trainer process (set by Run)
+        self.activity = Activity()  # what /proc shows of the trainer process
         self.file_notes: dict[str, str] = {}  # file name -> why it was refused (safeio)
         if self.run_dir is not None:
             self.load_files()
@@ -151,13 +154,28 @@ class RunState(StatusMixin):
         return [a for a in self.adjustments if a.status == "pending"]
 
     def adjustment(self, cmd_id: str) -> Adjustment | None:
-        return self._by_id.get(cmd_id)
+        return self.adjustment_log.by_id.get(cmd_id)
 
-    def stderr_tail(self, n: int = 5, max_bytes: int = 64 * 1024) -> list[str]:
-        """The last ``n`` non-blank lines of stderr.log, read backwards from its end, cleaned."""
-        if self.run_dir is None or n <= 0:
-            return []
-        return runfiles.stderr_tail(self.run_dir, n, self.file_notes, max_bytes)
+    # -- what Run sees beside the record ---------------------------------------------------
+
+    def expect_restart(self, restart: Restart | None) -> None:
+        """A trainer process was launched on this run and its start event is not read yet (None:
+        none is awaited); cleared by that start event."""
+        self.restart_pending = restart
+
+    def observe_reading(self, *, bad_event_lines: int, bad_control_lines: int, read_note: str, job) -> None:
+        """What reading the record's files found: unreadable lines, a note for people, and the
+        launcher's job (app.launchers.jobinfo; None for local runs)."""
+        self.bad_event_lines, self.bad_control_lines = bad_event_lines, bad_control_lines
+        self.read_note, self.job = read_note, job
+
+    def observe_process(self, probe: Probe) -> None:
+        """The trainer process as probed (app.runlib.process) with the record caught up: its
+        exit.json when it is the latest attempt's, whether it is gone, what /proc shows of it."""
+        self.exit_info = probe.exit_info if exit_applies(probe.exit_info, self.start, self.restart_pending) else None
+        self.process_gone = probe.alive is False
+        sample = read_proc(probe.pid) if probe.alive and probe.pid is not None else None
+        self.activity.observe(sample, time.time())
 
     # -- feeding ------------------------------------------------------------------------
 
@@ -190,7 +208,7 @@ class RunState(StatusMixin):
 
     def _on_start(self, ev: dict) -> None:
         pending = self.restart_pending
-        if pending is not None and (pending[0] is None or (type(ev.get("seq")) is int and ev["seq"] > pending[0])):
+        if pending is not None and (pending.after_seq is None or (type(ev.get("seq")) is int and ev["seq"] > pending.after_seq)):
             self.restart_pending = None  # the restarted trainer's own start
         self.start = ev
         resume = _int(ev.get("resume_epoch")) or 0
@@ -282,43 +300,12 @@ class RunState(StatusMixin):
             self.nonfinite_seen = True
 
     def _on_answer(self, ev: dict) -> None:
-        cid = ev.get("id")
-        adj = None
-        if isinstance(cid, str):
-            adj = self._by_id.get(cid)
-            if adj is None:  # the answer was read before its command line (or has none: resume --set)
-                adj = Adjustment(id=cid, cmd=ev.get("cmd"),
-                                 reason=ev["reason"] if isinstance(ev.get("reason"), str) else "",
-                                 source=ev["source"] if isinstance(ev.get("source"), str) else "")
-                self._by_id[cid] = adj
-                self.adjustments.append(adj)
-        else:
-            line = _int(ev.get("line"))
-            adj = self._no_id_by_line.get(line) if line is not None else None
-            if adj is None:
-                adj = Adjustment(id=None, cmd=ev.get("cmd"), line=line)
-                if line is not None:
-                    self._no_id_by_line[line] = adj
-                self.adjustments.append(adj)
-        if adj.answer is not None:
-            return  # the first answer stands
-        adj.answer = ev
-        adj.answer_t = ev.get("t")
-        adj.answer_epoch = _int(ev.get("epoch"))
-        adj.answer_step = _int(ev.get("step"))
-        if adj.line is None and _int(ev.get("line")) is not None:
-            adj.line = _int(ev["line"])
-        if ev["type"] == "ack":
-            adj.status = "applied"
-            changes = ev.get("changes") if isinstance(ev.get("changes"), dict) else {}
-            adj.changes = dict(changes)
-            for k, (_, new) in _pairs(changes):
+        adj = self.adjustment_log.answer(ev)
+        if adj is not None and adj.status == "applied":
+            for k, (_, new) in _pairs(adj.changes):
                 self.live[k] = new
                 if k == "epochs" and _int(new) is not None:
                     self.total_epochs = _int(new)
-        else:
-            adj.status = "refused"
-            adj.answer_reason = clean(ev.get("reason") or "")
 
     def _on_paused(self, ev: dict) -> None:
         self.paused = True
@@ -336,36 +323,7 @@ class RunState(StatusMixin):
 
     def apply_command(self, cmd: dict, line_no: int) -> None:
         """Apply one control.jsonl object found at 1-based line ``line_no``."""
-        if not isinstance(cmd, dict):
-            return
-        cid = cmd.get("id")
-        values = cmd.get("values") if isinstance(cmd.get("values"), dict) else {}
-        if isinstance(cid, str) and cid:
-            adj = self._by_id.get(cid)
-            if adj is not None and adj.line is not None:
-                self.duplicate_commands += 1  # the first line with an id is the one answered
-                return
-            placeholder = adj is not None
-            if adj is None:
-                adj = Adjustment(id=cid)
-                self._by_id[cid] = adj
-                self.adjustments.append(adj)
-        else:
-            adj = self._no_id_by_line.get(line_no)
-            if adj is None:
-                adj = Adjustment(id=None)
-                self._no_id_by_line[line_no] = adj
-                self.adjustments.append(adj)
-        adj.cmd = clean(cmd["cmd"]) if isinstance(cmd.get("cmd"), str) else adj.cmd
-        adj.values = clean_value(values)
-        adj.reason = clean(cmd.get("reason") or "")
-        adj.source = clean(cmd.get("source") or "")
-        t = cmd.get("t")
-        adj.sent_t = _unix_time(t)
-        adj.line = line_no
-        if isinstance(cid, str) and cid and placeholder:
-            # answered before its line was read: move it to its place in send order
-            self.adjustments.sort(key=lambda a: a.line if a.line is not None else float("inf"))
+        self.adjustment_log.command(cmd, line_no)
 
 
 _HANDLERS = {

@@ -17,7 +17,8 @@ import pytest
 from _runrecord import Record
 
 from app.runlib import Run, RunState
-from app.runlib.liveness import STALL_FIRST_X, STARTUP_CAP_S, read_proc, stall_floor
+from app.runlib.liveness import STALL_FIRST_X, STARTUP_CAP_S, stall_floor
+from app.runlib.process import read_proc
 
 BUSY = "while True: pass"
 IDLE = "import time; time.sleep(600)"
@@ -129,3 +130,24 @@ def test_without_proc_information_the_cadence_alone_decides(monkeypatch):
     st.apply({"type": "start", "t": 1000.0, "seq": 0, "steps_per_epoch": 4, "pid": os.getpid()})
     now[0] = 1000.0 + st.stall_bound() + 1
     assert st.status == "stalled"
+
+
+@pytest.mark.slow  # starts a process
+def test_a_probe_is_a_typed_result_of_the_process_checks(tmp_path, proc):
+    """app.runlib.process.probe: exit.json, the pid and whether it is a live trainer, by name."""
+    import json
+
+    from app.runlib.process import Probe, probe
+
+    p = proc(IDLE)
+    rec = Record(tmp_path / "r")
+    rec.start(pid=p.pid)
+    notes: dict[str, str] = {}
+    got = probe(rec.dir, {"pid": p.pid}, None, notes)
+    assert isinstance(got, Probe) and (got.exit_info, got.alive, got.pid) == (None, True, p.pid)
+    p.kill()
+    p.wait(10)
+    (rec.dir / "exit.json").write_text(json.dumps({"returncode": -9, "signal": 9, "t": time.time()}))
+    got = probe(rec.dir, {"pid": p.pid}, None, notes)
+    assert got.alive is False and got.exit_info["signal"] == 9 and notes == {}
+    assert probe(rec.dir, {"pid": p.pid}, "another-host", notes).alive is None  # cannot tell from here

@@ -231,7 +231,7 @@ def test_supervisor_exit_code_3_and_stderr(tmp_path):
     run = Run(d)
     run.refresh()
     assert run.state.status_detail() == "crashed: exit code 3"
-    assert run.state.stderr_tail() == ["ValueError: bad data"]
+    assert run.stderr_tail() == ["ValueError: bad data"]
 
 
 def test_supervisor_forwards_sigterm(tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from _runrecord import Record
 
@@ -113,7 +114,7 @@ def test_answer_before_command_is_recorded(tmp_path):
     assert [a.id for a in st.adjustments] == ["aaa", "bbb"]
     # a duplicate line with the same id is not a new adjustment
     st.apply_command(cmd_a, 3)
-    assert len(st.adjustments) == 2 and st.duplicate_commands == 1
+    assert len(st.adjustments) == 2 and st.adjustment_log.duplicates == 1
     # a nack for a line without id is matched by line
     st.apply_command({"v": 1, "cmd": "set"}, 4)
     st.apply(rec.event("nack", id=None, cmd="set", reason="command has no 'id'", line=4))
@@ -143,8 +144,8 @@ def test_crashed_via_exit_json_signal_9(tmp_path):
     assert st.status == "crashed"
     assert st.crash_reason == "killed by SIGKILL (signal 9)"
     assert st.status_detail() == "crashed: killed by SIGKILL (signal 9)"
-    assert st.stderr_tail(2) == ["Traceback (most recent call last):", "boom"]
-    assert len(st.stderr_tail(50)) == 4
+    assert run.stderr_tail(2) == ["Traceback (most recent call last):", "boom"]
+    assert len(run.stderr_tail(50)) == 4
 
 
 def test_crashed_exit_code_and_no_events(tmp_path):
@@ -235,3 +236,33 @@ def test_a_broken_config_meta_or_plan_file_is_a_note_on_the_run(tmp_path):
     (rec.dir / "meta.json").write_text("{}")
     run.refresh()
     assert "meta.json" not in run.state.file_notes
+
+
+def _assigned_outside(cls_file: Path, cls_name: str, where: Path) -> list[str]:
+    """Assignments ``x.attr = ...`` (x not ``self``) under ``where`` to an instance attribute of
+    ``cls_name`` (those its ``__init__`` sets), outside ``cls_file``."""
+    import ast
+
+    init = next(n for n in ast.walk(ast.parse(cls_file.read_text()))
+                if isinstance(n, ast.ClassDef) and n.name == cls_name)
+    attrs = {t.attr for n in ast.walk(init) if isinstance(n, (ast.Assign, ast.AnnAssign))
+             for t in (n.targets if isinstance(n, ast.Assign) else [n.target])
+             if isinstance(t, ast.Attribute) and isinstance(t.value, ast.Name) and t.value.id == "self"}
+    hits = []
+    for p in sorted(where.rglob("*.py")):
+        if p == cls_file:
+            continue
+        for n in ast.walk(ast.parse(p.read_text())):
+            targets = n.targets if isinstance(n, ast.Assign) else [n.target] if isinstance(n, (ast.AugAssign, ast.AnnAssign)) else []
+            for t in targets:
+                for e in (t.elts if isinstance(t, ast.Tuple) else [t]):
+                    if isinstance(e, ast.Attribute) and e.attr in attrs and not (isinstance(e.value, ast.Name) and e.value.id == "self"):
+                        hits.append(f"{p.relative_to(where.parent)}:{n.lineno} .{e.attr}")
+    return hits
+
+
+def test_run_state_attributes_have_one_owner():
+    """Run hands RunState what it saw beside the record through RunState's methods
+    (observe_reading, observe_process, expect_restart); no app module writes its attributes."""
+    app = Path(__file__).resolve().parents[2] / "app"
+    assert _assigned_outside(app / "runlib" / "state.py", "RunState", app) == []

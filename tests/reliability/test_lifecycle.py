@@ -91,13 +91,14 @@ def test_a_late_exit_json_of_the_previous_attempt_never_marks_the_resumed_run(tm
 def test_an_earlier_attempts_exit_json_is_ignored_by_attempt_id(tmp_path):
     """The reader's rule on its own: exit.json counts only for the attempt of the last start."""
     from app.runlib.liveness import exit_applies
+    from app.runlib.process import Restart
 
     start = {"t": 100.0, "attempt": "b"}
     assert not exit_applies({"returncode": 0, "t": 200.0, "attempt": "a"}, start, None)  # late, older attempt
     assert exit_applies({"returncode": 1, "t": 200.0, "attempt": "b"}, start, None)
     assert not exit_applies({"returncode": 0, "t": 50.0}, {"t": 100.0}, None)  # no ids: times decide
     assert exit_applies({"returncode": 0, "t": 150.0}, {"t": 100.0}, None)
-    pending = (5, 100.0, "c")  # segwatch resume launched attempt c, its start not read yet
+    pending = Restart(after_seq=5, since=100.0, attempt="c")  # segwatch resume launched attempt c, its start not read yet
     assert not exit_applies({"returncode": 0, "t": 200.0, "attempt": "b"}, start, pending)
     assert exit_applies({"returncode": 2, "t": 200.0, "attempt": "c"}, start, pending)
 

@@ -59,6 +59,9 @@ class _FakeRun:
     def __init__(self, state: RunState):
         self.state, self.path, self.name = state, Path("."), "fuzz"
 
+    def stderr_tail(self, n: int = 5, max_bytes: int = 0) -> list[str]:
+        return []  # RunState(None): no run directory, no stderr.log
+
 
 @pytest.mark.slow  # hundreds of generated records: more than a few seconds
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
