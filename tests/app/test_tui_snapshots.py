@@ -18,6 +18,8 @@ import pytest
 from fake_trainer import FakeTrainer
 from tui_helpers import make_app, wait_for
 
+from app.tui.widgets.plots import ViewPlot
+
 T0 = 1_767_225_600.0  # 2026-01-01 00:00:00 UTC: every event of the records is at T0 + seq seconds
 
 
@@ -43,9 +45,14 @@ def runs(tmp_path):
 
 
 def _loaded(app, n: int):
+    """Every run read to its end and every plot drawn with it: plots redraw at most every
+    ViewPlot.min_interval with a trailing timer, so the picture waits for no redraw to be pending."""
     async def run_before(pilot) -> None:
         await wait_for(pilot, lambda: len(app.views) == n and all(v.over for v in app.views.values()), 20,
                        "every run read to its end")
+        await pilot.pause()
+        plots = list(app.query(ViewPlot))
+        await wait_for(pilot, lambda: all(p._timer is None for p in plots), 20, "no plot redraw pending")
         await pilot.pause()
     return run_before
 
