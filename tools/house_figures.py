@@ -26,6 +26,11 @@ def _sources(root: Path) -> list[Path]:
     return sorted(p for pkg in ("app", "trainer") for p in (root / pkg).rglob("*.py"))
 
 
+def source_trees(root: Path) -> list[tuple[str, ast.Module]]:
+    """(path relative to ``root``, parsed module) of every file of app/ and trainer/."""
+    return list(_trees(root))
+
+
 def _trees(root: Path):
     for p in _sources(root):
         yield p.relative_to(root).as_posix(), ast.parse(p.read_text(), str(p))

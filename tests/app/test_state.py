@@ -238,31 +238,14 @@ def test_a_broken_config_meta_or_plan_file_is_a_note_on_the_run(tmp_path):
     assert "meta.json" not in run.state.file_notes
 
 
-def _assigned_outside(cls_file: Path, cls_name: str, where: Path) -> list[str]:
-    """Assignments ``x.attr = ...`` (x not ``self``) under ``where`` to an instance attribute of
-    ``cls_name`` (those its ``__init__`` sets), outside ``cls_file``."""
-    import ast
-
-    init = next(n for n in ast.walk(ast.parse(cls_file.read_text()))
-                if isinstance(n, ast.ClassDef) and n.name == cls_name)
-    attrs = {t.attr for n in ast.walk(init) if isinstance(n, (ast.Assign, ast.AnnAssign))
-             for t in (n.targets if isinstance(n, ast.Assign) else [n.target])
-             if isinstance(t, ast.Attribute) and isinstance(t.value, ast.Name) and t.value.id == "self"}
-    hits = []
-    for p in sorted(where.rglob("*.py")):
-        if p == cls_file:
-            continue
-        for n in ast.walk(ast.parse(p.read_text())):
-            targets = n.targets if isinstance(n, ast.Assign) else [n.target] if isinstance(n, (ast.AugAssign, ast.AnnAssign)) else []
-            for t in targets:
-                for e in (t.elts if isinstance(t, ast.Tuple) else [t]):
-                    if isinstance(e, ast.Attribute) and e.attr in attrs and not (isinstance(e.value, ast.Name) and e.value.id == "self"):
-                        hits.append(f"{p.relative_to(where.parent)}:{n.lineno} .{e.attr}")
-    return hits
-
-
 def test_run_state_attributes_have_one_owner():
     """Run hands RunState what it saw beside the record through RunState's methods
     (observe_reading, observe_process, expect_restart); no app module writes its attributes."""
-    app = Path(__file__).resolve().parents[2] / "app"
-    assert _assigned_outside(app / "runlib" / "state.py", "RunState", app) == []
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    from tools.house_figures import source_trees, written_outside
+
+    assert written_outside(source_trees(root), "RunState") == []
