@@ -12,6 +12,7 @@ commit them.
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,7 @@ from tui_helpers import make_app, wait_for
 
 from app.tui.widgets.plots import ViewPlot
 
+SETTLED_LOOKS = 5  # the same frame 5 times, 0.3 s apart: longer than a pane's 1 s layout tick
 T0 = 1_767_225_600.0  # 2026-01-01 00:00:00 UTC: every event of the records is at T0 + seq seconds
 
 
@@ -41,6 +43,7 @@ def finished_run(runs_dir: Path, name: str, epochs: int, scenario: str) -> Path:
 
 @pytest.fixture
 def runs(tmp_path):
+    # the second overfits: yellow, with the health rules' suggestion
     return [finished_run(tmp_path, "lmsa_focal", 12, "healthy"), finished_run(tmp_path, "lmsa_aggressive", 12, "overfit")]
 
 
@@ -53,7 +56,13 @@ def _loaded(app, n: int):
         await pilot.pause()
         plots = list(app.query(ViewPlot))
         await wait_for(pilot, lambda: all(p._timer is None for p in plots), 20, "no plot redraw pending")
-        await pilot.pause()
+        # the panes fit their plots to the room the health panel leaves after a layout pass, and heal
+        # a stale one at their 1 s tick: the picture is taken once the frame stayed the same that long
+        frames, deadline = [app.export_screenshot()], time.monotonic() + 20
+        while len(frames) < SETTLED_LOOKS or len(set(frames[-SETTLED_LOOKS:])) > 1:
+            assert time.monotonic() < deadline, "the frame never settled"
+            await pilot.pause(0.3)
+            frames.append(app.export_screenshot())
     return run_before
 
 
