@@ -93,17 +93,20 @@ class RunView:
 
 def downsample(xs: Sequence, ys: Sequence, n: int = MAX_PLOT_POINTS) -> tuple[tuple, tuple]:
     """At most ``n`` points: buckets averaged, the first and last point always kept."""
-    pts = [(x, y) for x, y in zip(xs, ys) if y is not None]
-    if len(pts) <= n:
-        return tuple(p[0] for p in pts), tuple(p[1] for p in pts)
-    size = len(pts) / (n - 1)
+    keep = [i for i, y in enumerate(ys) if y is not None] if None in ys else None
+    px = list(xs) if keep is None else [xs[i] for i in keep]
+    py = list(ys) if keep is None else [ys[i] for i in keep]
+    if len(px) <= n:
+        return tuple(px), tuple(py)
+    size = len(px) / (n - 1)
     ox, oy = [], []
     for b in range(n - 1):
-        chunk = pts[int(b * size):max(int((b + 1) * size), int(b * size) + 1)]
-        ox.append(sum(p[0] for p in chunk) / len(chunk))
-        oy.append(sum(p[1] for p in chunk) / len(chunk))
-    ox.append(pts[-1][0])
-    oy.append(pts[-1][1])
+        lo = int(b * size)
+        hi = max(int((b + 1) * size), lo + 1)
+        ox.append(sum(px[lo:hi]) / (hi - lo))
+        oy.append(sum(py[lo:hi]) / (hi - lo))
+    ox.append(px[-1])
+    oy.append(py[-1])
     return tuple(ox), tuple(oy)
 
 

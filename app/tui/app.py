@@ -7,6 +7,7 @@ widgets in widgets/, the dialogs in screens/, the styles in app.tcss. Never impo
 
 from __future__ import annotations
 
+import time
 from typing import Any, Sequence
 
 from rich.markup import escape
@@ -126,6 +127,9 @@ class SegwatchApp(OverlayWiring, CockpitActions, App[int]):
         self.body = Body(id="body")
         self.table_mode = False  # more runs than fit: a row per run, the selected run's pane beside
         self.worker_errors: list[str] = []  # a cockpit worker that failed (shown in the header)
+        self._compare_due = False  # newer views than the compare bar shows (it follows once a second)
+        self.clock_ticks = 0  # _clock calls so far (a pane records the one it was drawn in)
+        self._compare_t = -1e9  # when the compare bar last took views
         self.log_pane = LogPane(id="trainerlog")  # `t`: the selected run's stdout/stderr (hidden until then)
         self.log_reader = LogReader()
         self._log_started = False
@@ -171,6 +175,8 @@ class SegwatchApp(OverlayWiring, CockpitActions, App[int]):
         self.run_table._last = None
         if n >= 2:
             self.compare.display = not mode
+        for pane in self.panes.values():
+            pane.set_hidden(mode and pane.index != self.selected)
         if not mode:
             for pane in self.panes.values():
                 pane.flush()  # every pane shown again: draw what the hidden ones kept
@@ -211,7 +217,10 @@ class SegwatchApp(OverlayWiring, CockpitActions, App[int]):
                 self.panes[i].set_view(v, hidden=self.table_mode and i != self.selected)
             except NoMatches:  # shutting down: the pane's children are gone
                 return
-        self._update_compare()
+        if time.monotonic() - self._compare_t >= 1.0:
+            self._update_compare()  # quiet for a second: at once
+        else:
+            self._compare_due = True  # drawn with the clock's tick, in the panes' screen update
         self._update_overlay()
         self._update_topbar()
         self._update_table()
@@ -238,6 +247,8 @@ class SegwatchApp(OverlayWiring, CockpitActions, App[int]):
             self.alert(ev)
 
     def _update_compare(self) -> None:
+        self._compare_due = False
+        self._compare_t = time.monotonic()
         if len(self.watcher.runs) < 2:
             return
         other = 1 if self.selected == 0 else 0
@@ -258,8 +269,16 @@ class SegwatchApp(OverlayWiring, CockpitActions, App[int]):
             self.topbar.update(text)
 
     def _clock(self) -> None:
+        """Once a second: the panes draw the views that waited (fast epochs, coalesced) and move
+        their ETAs on, the compare bar follows, the run table's ETAs move on: one screen update
+        for all of them (bench/tui_fast_epochs.py)."""
+        self.clock_ticks += 1
         for pane in self.panes.values():
             pane.tick()
+        if self._compare_due:
+            self._update_compare()
+        self.overlay.f_plot.tick()  # the overlay's trailing redraws, in the same screen update
+        self.overlay.loss_plot.tick()
         self._update_table()  # its ETAs move on
 
     def watch_selected(self, _old: int, _new: int) -> None:
@@ -269,6 +288,7 @@ class SegwatchApp(OverlayWiring, CockpitActions, App[int]):
     def _show_selection(self) -> None:
         for pane in self.panes.values():
             pane.set_class(pane.index == self.selected, "-selected")
+            pane.set_hidden(self.table_mode and pane.index != self.selected)
             if pane.index == self.selected or not self.table_mode:
                 pane.flush()  # a pane hidden behind the run table draws the view it kept
         if len(self.watcher.runs) > 2 and self.selected in self.panes and not self.table_mode:

@@ -49,13 +49,14 @@ def runs(tmp_path):
 
 def _loaded(app, n: int):
     """Every run read to its end and every plot drawn with it: plots redraw at most every
-    ViewPlot.min_interval with a trailing timer, so the picture waits for no redraw to be pending."""
+    ViewPlot.min_interval, the trailing one with the cockpit's clock, so the picture waits for no
+    redraw to be pending."""
     async def run_before(pilot) -> None:
         await wait_for(pilot, lambda: len(app.views) == n and all(v.over for v in app.views.values()), 20,
                        "every run read to its end")
         await pilot.pause()
         plots = list(app.query(ViewPlot))
-        await wait_for(pilot, lambda: all(p._timer is None for p in plots), 20, "no plot redraw pending")
+        await wait_for(pilot, lambda: not any(p.redraw_pending for p in plots), 20, "no plot redraw pending")
         # the panes fit their plots to the room the health panel leaves after a layout pass, and heal
         # a stale one at their 1 s tick: the picture is taken once the frame stayed the same that long
         frames, deadline = [app.export_screenshot()], time.monotonic() + 20

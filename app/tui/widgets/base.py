@@ -88,6 +88,7 @@ class ViewWidget(Widget):
         self._key: Any = object()
         self._text: Text | None = None
         self._shape: Any = None
+        self._needed: tuple | None = None  # (text, width, rows) of the last needed_height
 
     def key(self, view: RunView) -> Any:
         """What this widget draws from the view; a redraw happens when it changes."""
@@ -117,11 +118,18 @@ class ViewWidget(Widget):
         self._text = None
 
     def needed_height(self) -> int:
-        """Rows the current text takes at the current width (wrapped as render() will be)."""
+        """Rows the current text takes at the current width (wrapped as render() will be);
+        remembered for the same text and width (the panes ask once a second: RunPane.tick)."""
         text = self.render()
+        width = self.size.width
+        if self._needed is not None and self._needed[0] is text and self._needed[1] == width:
+            return self._needed[2]
         if self.styles.text_wrap == "nowrap":
-            return text.plain.count("\n") + 1
-        return len(text.wrap(self.app.console, self.size.width))
+            rows = text.plain.count("\n") + 1
+        else:
+            rows = len(text.wrap(self.app.console, width))
+        self._needed = (text, width, rows)
+        return rows
 
     def draw(self, view: RunView) -> Text:
         raise NotImplementedError

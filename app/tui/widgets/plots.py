@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from textual.widget import Widget
 from textual_plotext import PlotextPlot
 
 from app.health import plot_thresholds
@@ -25,9 +26,10 @@ class ViewPlot(PlotextPlot):
     """A plot redrawn from RunViews, at most once per ``min_interval`` seconds.
 
     Building a plotext figure is the costliest part of a redraw (25-50 ms for a 78x12 plot on
-    the 2-core dev box): plots redraw at most once a second, and when only ``minor`` data
-    changed (the train loss of new step events) at most once per ``minor_interval``; the last
-    view of a burst is always drawn (trailing timer).
+    the 2-core dev box): plots redraw at most once per ``min_interval``, and when only ``minor``
+    data changed (the train loss of new step events) at most once per ``minor_interval``; the
+    last view of a burst is always drawn (by :meth:`tick`, the cockpit's 1 s clock); a hidden plot
+    builds nothing until shown.
     """
 
     DEFAULT_CSS = "ViewPlot { height: 12; min-width: 30; }"
@@ -39,7 +41,7 @@ class ViewPlot(PlotextPlot):
         self._key: Any = object()
         self.view: RunView | None = None
         self._drawn_t = 0.0
-        self._timer: Any = None
+        self._due_at: float | None = None  # a view not drawn yet: draw it from this time on
         self._gen = 0  # grows with each replot
         self._built: Any = None  # (gen, size, theme) -> the figure built for them
 
@@ -51,27 +53,45 @@ class ViewPlot(PlotextPlot):
         return key
 
     def set_view(self, view: RunView) -> None:
+        """Take ``view``; draw it now if its interval has passed and the plot is on screen, else
+        with a later :meth:`tick` (the cockpit's clock, once a second: the plots' trailing redraws
+        share the panes' screen update instead of each timer making one of its own)."""
         k = self.key(view)
         if k == self._key:
             return
         minor_only = isinstance(self._key, tuple) and self.major(k) == self.major(self._key)
         self._key, self.view = k, view
-        interval = self.minor_interval if minor_only else self.min_interval
-        if self._timer is not None and not minor_only:
-            self._timer.stop()  # a major change comes sooner than a pending minor redraw
-            self._timer = None
-        wait = self._drawn_t + interval - time.monotonic()
-        if wait <= 0:
+        due = self._drawn_t + (self.minor_interval if minor_only else self.min_interval)
+        self._due_at = due if self._due_at is None else min(self._due_at, due)  # a major change comes sooner
+        self.tick()
+
+    def tick(self) -> None:
+        """Draw the waiting view if it is due and the plot is shown: a plot whose pane collapsed
+        its plots (or the overlay, stepped aside) builds nothing until it is shown again."""
+        if self._due_at is not None and time.monotonic() >= self._due_at and self._shown():
             self._draw()
-        elif self._timer is None:
-            self._timer = self.set_timer(wait, self._draw)
+
+    @property
+    def redraw_pending(self) -> bool:
+        """A view this plot shows is not drawn yet (a plot not shown has none pending)."""
+        return self._due_at is not None and self._shown()
+
+    def _shown(self) -> bool:
+        node: Any = self
+        while isinstance(node, Widget):
+            if not node.display:
+                return False
+            node = node.parent
+        return True
 
     def draw_soon(self) -> None:
         """The next view with a major change is drawn at once (a key changed how it is drawn)."""
         self._drawn_t = -1e9
+        if self._due_at is not None:
+            self._due_at = -1e9
 
     def _draw(self) -> None:
-        self._timer = None
+        self._due_at = None
         if self.view is None:
             return
         self._drawn_t = time.monotonic()

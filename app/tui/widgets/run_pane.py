@@ -43,7 +43,8 @@ class RunPane(VerticalScroll, can_focus=False):
         self._note = note  # a line for the header from `segwatch run` (a warmup shrunk by --set training.epochs)
         self._pending: RunView | None = None  # the newest view not drawn yet
         self._drawn_t = -1e9
-        self._timer = None
+        self._hidden = False  # the run table shows another run's pane: keep views, draw nothing
+        self.drawn_tick: int | None = None
 
     def compose(self) -> ComposeResult:
         # kept by reference (no queries): the clock may tick while the app shuts down
@@ -62,28 +63,29 @@ class RunPane(VerticalScroll, can_focus=False):
 
     def set_view(self, view: RunView, *, hidden: bool = False) -> None:
         """Show ``view``: at once after a quiet second or when something :func:`urgent` changed,
-        else with the pane's next redraw (at most one per PANE_EVERY: epochs arriving faster are
-        coalesced, the newest is drawn). A hidden
-        pane (the run table shows another run's) keeps the view and draws it when shown."""
+        else with the cockpit's next clock tick (:meth:`tick`, once a second: epochs arriving
+        faster are coalesced, the newest is drawn, and every pane due then redraws in the same
+        screen update as the headers' ETAs). A hidden pane (the run table shows another run's)
+        keeps the view and draws it when shown."""
         self._pending = view
+        self._hidden = hidden
         if hidden:
             return
-        wait = self._drawn_t + PANE_EVERY - time.monotonic()
-        if wait <= 0 or urgent(self.view) != urgent(view):
+        if self._drawn_t + PANE_EVERY <= time.monotonic() or urgent(self.view) != urgent(view):
             self.flush()
-        elif self._timer is None:
-            self._timer = self.set_timer(wait, self.flush)
+
+    def set_hidden(self, hidden: bool) -> None:
+        """The run table hides this pane (or shows it again): a hidden pane keeps views, draws none."""
+        self._hidden = hidden
 
     def flush(self) -> None:
         """Draw the pending view now (the pane was just shown, or its redraw is due)."""
-        if self._timer is not None:
-            self._timer.stop()
-            self._timer = None
         view, self._pending = self._pending, None
         if view is None or not self.parts:
             self._pending = view
             return
         self._drawn_t = time.monotonic()
+        self.drawn_tick = getattr(self.app, "clock_ticks", None)  # the cockpit clock's tick it was drawn in
         self.view = view
         for c in COLOURS:
             self.set_class(view.colour == c, f"-{c}")
@@ -116,6 +118,9 @@ class RunPane(VerticalScroll, can_focus=False):
         show = rows >= PLOT_MIN
         if show != self.plots.display:
             self.plots.display = show
+            if show:
+                for p in self.parts[2:4]:
+                    p.tick()  # collapsed, they built nothing: draw what they kept
         if show and rows != self._rows:
             self._rows = rows
             self.plots.styles.height = rows
@@ -123,13 +128,20 @@ class RunPane(VerticalScroll, can_focus=False):
                 p.styles.height = rows
 
     def tick(self) -> None:
-        """Once a second: let the header move its ETA on even when no event arrives; and heal a
-        stale layout (a widget whose text outgrew its height, once seen in tmux at 80x24 after
-        attaching to an ended run: no later view came to trigger the relayout; and the per-class
-        table below the fold left one line tall in one start of the cockpit out of four,
-        tests/app/test_tui_snapshots.py)."""
-        if self.view is not None and self.header is not None and self.is_attached:
+        """Once a second (the cockpit's clock): draw the view that waited (coalesced fast epochs),
+        else let the header move its ETA on even when no event arrives; and heal a stale layout (a
+        widget whose text outgrew its height, once seen in tmux at 80x24 after attaching to an
+        ended run: no later view came to trigger the relayout; and the per-class table below the
+        fold left one line tall in one start of the cockpit out of four,
+        tests/app/test_tui_snapshots.py). Every pane ticks in the same callback, so their redraws
+        share one screen update (bench/tui_fast_epochs.py)."""
+        if self._pending is not None and not self._hidden:
+            self.flush()
+        elif self.view is not None and self.header is not None and self.is_attached:
             self.header.set_view(self.view)
+        for plot in self.parts[2:4]:
+            plot.tick()  # a plot's trailing redraw (coalesced epochs), in the same screen update
+        if self.view is not None and self.header is not None and self.is_attached:
             stale = False
             for w in (self.parts[0], self.parts[1], *self.parts[4:]):  # every text part (not the plots)
                 if w.size.width and w.view is not None and w.needed_height() != w.size.height:
