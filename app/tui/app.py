@@ -211,14 +211,15 @@ class SegwatchApp(OverlayWiring, CockpitActions, App[int]):
         if not views:
             return
         self.updates += 1
+        first = any(i not in self.views for i in views)  # a run's first view: the compare bar takes it at once
         for i, v in views.items():
             self.views[i] = v
             try:
                 self.panes[i].set_view(v, hidden=self.table_mode and i != self.selected)
             except NoMatches:  # shutting down: the pane's children are gone
                 return
-        if time.monotonic() - self._compare_t >= 1.0:
-            self._update_compare()  # quiet for a second: at once
+        if first or time.monotonic() - self._compare_t >= 1.0:
+            self._update_compare()  # a run's first view, or quiet for a second: at once
         else:
             self._compare_due = True  # drawn with the clock's tick, in the panes' screen update
         self._update_overlay()
