@@ -8,9 +8,10 @@ rank applies the same commands at the same step) and asks it what to do next.
 from __future__ import annotations
 
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from trainer.core import live as live_mod
 from trainer.control import ControlReader, Incoming
@@ -50,6 +51,15 @@ class Steering:
         # "validation" while the trainer validates: answers given then say so (``phase``), so a
         # reader can tell "applied during validation of epoch E" from "applied after step S - 1"
         self.phase = ""
+
+    @contextmanager
+    def during(self, phase: str) -> Iterator[None]:
+        """Answers given inside carry ``phase`` (the trainer's validation: docs/control.md)."""
+        self.phase = phase
+        try:
+            yield
+        finally:
+            self.phase = ""
 
     # --- resume ----------------------------------------------------------------------------
     def plan_restore(self, answered_in_checkpoint: list[str], record: list[dict], epoch: int = 0) -> dict[str, Any]:

@@ -69,11 +69,8 @@ def validate(c, bn: list[torch.Tensor], control_point: Callable[[], None]) -> di
         if i % 4 == 0:
             if c.cfg.debug.val_delay:
                 time.sleep(c.cfg.debug.val_delay)
-            c.steering.phase = "validation"  # answers given now say so (docs/control.md)
-            try:
+            with c.steering.during("validation"):  # answers given now say so (docs/control.md)
                 control_point()
-            finally:
-                c.steering.phase = ""
         batch = next(batches, None)
         if batch is None:
             continue
