@@ -23,7 +23,7 @@ from trainer.device import choose_precision, rank_seed
 from trainer.dist import DistContext
 from trainer.loaders import Loaders, num_workers_for
 from trainer.losses import SegLoss
-from trainer.model import DEFAULT_WIDTH, build_model, count_params, output_stride_for, set_dropout
+from trainer.model import DEFAULT_WIDTH, build_model, count_params, logit_scale_for, output_stride_for, set_dropout
 
 
 def resolve_device(arg: str) -> torch.device:
@@ -229,8 +229,10 @@ def build(cfg: Config, device: torch.device, dist: DistContext) -> Parts:
     desc["loader_workers"] = workers
     stride = output_stride_for(cfg.model.output_stride, desc.get("image_size"))
     desc["output_stride"] = stride
+    gain = logit_scale_for(cfg.model.logit_scale, desc.get("image_size"))
+    desc["logit_scale"] = gain
     model = build_model(attention=cfg.model.attention, width=cfg.model.width or DEFAULT_WIDTH, dropout=t.dropout,
-                        output_stride=stride)
+                        output_stride=stride, logit_scale=gain)
     params = count_params(model)
     if params > cfg.model.max_params:
         raise ConfigError(f"model.max_params = {cfg.model.max_params}: the model has {params:,} parameters "

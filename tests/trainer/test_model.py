@@ -147,3 +147,23 @@ def test_output_stride_2_adds_a_half_resolution_decoder_level():
     assert output_stride_for("auto", None) == 4 and output_stride_for(4, 128) == 4 and output_stride_for(2, 512) == 2
     with pytest.raises(ValueError, match="output_stride"):
         build_model(attention="lmsa", width=16, dropout=0.0, output_stride=8)
+
+
+def test_logit_scale_auto_is_for_small_inputs_and_travels_in_the_checkpoint():
+    """Issue 12: the small-input head's logit gain (8 below 256 px, 1 at the real 512 px) is a buffer,
+    so a checkpoint carries it; a checkpoint from before it existed loads as 1."""
+    from trainer.model import SMALL_INPUT_LOGIT_SCALE, logit_scale_for
+    assert logit_scale_for("auto", 64) == SMALL_INPUT_LOGIT_SCALE == 8.0
+    assert logit_scale_for("auto", 512) == 1.0 and logit_scale_for("auto", None) == 1.0 and logit_scale_for(2.5, 64) == 2.5
+    torch.manual_seed(0)
+    a = build_model(attention="none", width=8, dropout=0.0, output_stride=2, logit_scale=8.0).eval()
+    x = torch.rand(1, 3, 64, 64)
+    b = build_model(attention="none", width=8, dropout=0.0, output_stride=2).eval()
+    b.load_state_dict(a.state_dict())
+    assert float(b.logit_scale) == 8.0 and torch.equal(a(x), b(x))
+    old = {k: v for k, v in a.state_dict().items() if k != "logit_scale"}
+    b.load_state_dict(old)
+    assert float(b.logit_scale) == 1.0
+    assert torch.allclose(b(x) * 8.0, a(x), atol=1e-5)
+    with pytest.raises(ValueError, match="logit_scale"):
+        build_model(attention="none", width=8, dropout=0.0, logit_scale=0)

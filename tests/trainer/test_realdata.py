@@ -18,7 +18,7 @@ from PIL import Image
 
 import standin
 from trainer.data import DataError, MiniChallengeDataset, build_datasets
-from trainer.data.dataset import collate_native
+from trainer.data.dataset import SYNTHETIC_IMAGE_SIZE, collate_native
 from trainer.metrics import FScoreMeter
 from trainer.record import read_events
 from trainer.valscore import score_batch
@@ -103,7 +103,7 @@ def test_real_data_trains_at_its_own_size_unless_configured_and_says_what_it_is(
 
 def test_synthetic_data_keeps_its_default_size(tmp_path):
     _, _, desc = build_datasets(root=None, synthetic_train=2, synthetic_val=1)
-    assert desc["synthetic"] is True and desc["image_size"] == desc["native_size"] == 128
+    assert desc["synthetic"] is True and desc["image_size"] == desc["native_size"] == SYNTHETIC_IMAGE_SIZE == 64
 
 
 def test_original_layout_names_bad_files_of_every_split_up_front(tmp_path):

@@ -156,7 +156,7 @@ def detect_format(root: str) -> str:
 
 
 #: data.image_size unset on the built-in synthetic data (real data: its native size)
-SYNTHETIC_IMAGE_SIZE = 128
+SYNTHETIC_IMAGE_SIZE = 64
 LAYOUTS = {"mini": "mini-challenge (train/ val/ images + masks)",
            "celebamask": "original CelebAMask-HQ (CelebA-HQ-img/ + CelebAMask-HQ-mask-anno/ part masks)"}
 
@@ -218,7 +218,7 @@ def build_datasets(*, root: str | None, format: str = "auto", image_size: int | 
     """
     if root is None or str(root) == "":
         size = SYNTHETIC_IMAGE_SIZE if image_size is None else image_size
-        # deterministic samples: generated once, kept in memory (612 x 128 px is ~40 MB)
+        # deterministic samples: generated once, kept in memory (2,148 x 64 px is ~35 MB)
         train = SyntheticFaces(synthetic_train, size, seed, "train", cache=True)
         val = SyntheticFaces(synthetic_val, size, seed, "val", cache=True)
         desc = {"synthetic": True, "kind": "synthetic", "root": None, "format": "synthetic",

@@ -29,7 +29,7 @@ from PIL import Image, ImageFilter
 
 from trainer.core.classes import NUM_CLASSES, REAL_SHARES, SMALL_CLASSES
 
-GENERATOR_VERSION = 3  # bump when the drawing changes (invalidates freq caches)
+GENERATOR_VERSION = 4  # bump when the drawing changes (invalidates freq caches)
 TARGET_SHARES = REAL_SHARES
 
 _HAIR_COLOURS = np.array([
@@ -179,6 +179,7 @@ def generate_face(rng: np.random.Generator, size: int):
     if U() < 0.12:                                          # necklace
         nl = np.abs(bv - (U(1.5, 1.8) + 0.5 * bu * bu)) < 0.12
         regions[16] = nl & (np.abs(bu) < nw + 0.25)
+        neck = neck & ~regions[16]                           # worn over the neck (v4)
     regions[17] = neck
     shoulder = U(1.3, 1.9)
     neckline = U(0.1, 0.35)
@@ -186,6 +187,8 @@ def generate_face(rng: np.random.Generator, size: int):
                    shoulder + 0.15 * np.clip(np.abs(bu) - nw, 0, None))
     cloth = bv > top
     cloth &= np.abs(bu) < U(1.5, 2.6)
+    if 16 in regions:                                       # a necklace lies over the neckline (v4)
+        cloth &= ~regions[16]
     regions[18] = cloth
 
     # ------------------------------------------------------- paint the mask
