@@ -94,10 +94,10 @@ class ModelConfig:
     # "auto": 2 for training images below 256 px (the built-in synthetic data), else 4 (trainer/model.py)
     output_stride: Any = field(default="auto", metadata=check(lambda v: v in ("auto", 2, 4) and not isinstance(v, (bool, float)),
                                                               "auto (2 below 256 px, else 4) | 2 | 4"))
-    # "auto": 8 for training images below 256 px (the built-in synthetic data), else 1 (trainer/model.py)
+    # "auto": 4 for training images below 256 px (the built-in synthetic data), else 1 (trainer/model.py)
     logit_scale: Any = field(default="auto", metadata=check(
         lambda v: v == "auto" or (isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v <= 100),
-        "auto (8 below 256 px, else 1) | a number in (0, 100]"))
+        "auto (4 below 256 px, else 1) | a number in (0, 100]"))
     max_params: int = field(default=PARAM_CAP, metadata=check(lambda v: 0 < v <= 10**10, "an integer in 1..10^10"))
 
 
