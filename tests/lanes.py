@@ -15,6 +15,7 @@ subprocess is not seen by the guard; the collection's patterns cover those tests
 
 from __future__ import annotations
 
+import functools
 import inspect
 import os
 import re
@@ -38,9 +39,14 @@ SPAWN_MODULES = {"trainer", "app.supervise", "app.plan.scheduler"}
 SPAWN_PROGRAMS = {"tmux", "slurmctld", "slurmd", "slurmdbd", "munged", "sbatch", "srun", "salloc"}
 
 
+@functools.lru_cache(maxsize=None)
+def _own_file(path: str) -> bool:
+    return Path(path).resolve().is_relative_to(TESTS)
+
+
 def _own(obj) -> bool:
     try:
-        return Path(inspect.getsourcefile(obj) or "").resolve().is_relative_to(TESTS)
+        return _own_file(inspect.getsourcefile(obj) or "")
     except TypeError:
         return False
 
@@ -53,6 +59,24 @@ def _names(code) -> set[str]:
     return out
 
 
+_STEPS: dict = {}  # function or class of tests/ -> (its source, what it names): read once per session
+
+
+def _step(obj) -> tuple[str, list]:
+    """The source of one function or class of tests/ and the objects its code names (cached: the
+    same fixtures and helpers are reached from hundreds of tests)."""
+    if obj not in _STEPS:
+        try:
+            src = inspect.getsource(obj)
+        except (OSError, TypeError):
+            _STEPS[obj] = ("", [])
+            return _STEPS[obj]
+        funcs = [obj] if inspect.isfunction(obj) else [f for f in vars(obj).values() if inspect.isfunction(f)]
+        named = [f.__globals__[n] for f in funcs for n in _names(f.__code__) if n in f.__globals__]
+        _STEPS[obj] = (src, named)
+    return _STEPS[obj]
+
+
 def reached_source(roots) -> str:
     """The source of ``roots`` and of every function or class of tests/ they name, followed transitively."""
     seen: set[int] = set()
@@ -63,14 +87,10 @@ def reached_source(roots) -> str:
         if id(obj) in seen or not (inspect.isfunction(obj) or inspect.isclass(obj)) or not _own(obj):
             continue
         seen.add(id(obj))
-        try:
-            parts.append(inspect.getsource(obj))
-        except (OSError, TypeError):
-            continue
-        funcs = [obj] if inspect.isfunction(obj) else [f for f in vars(obj).values() if inspect.isfunction(f)]
-        for f in funcs:
-            g = f.__globals__
-            todo += [g[n] for n in _names(f.__code__) if n in g]
+        src, named = _step(obj)
+        if src:
+            parts.append(src)
+            todo += named
     return "\n".join(parts)
 
 

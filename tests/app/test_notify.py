@@ -150,7 +150,7 @@ def test_headless_on_a_terminal_rings_the_bell(tmp_path):
 async def test_cockpit_notifies_a_red_once_with_a_toast(tmp_path):
     from fake_trainer import FakeTrainer
 
-    ft = FakeTrainer(tmp_path / "a", epochs=12, history=1, step_delay=0.05, scenario="overfit", hold=False).start()
+    ft = FakeTrainer(tmp_path / "a", epochs=12, history=1, step_delay=0.01, scenario="overfit", hold=False).start()
     argv, notified = recorder(tmp_path)
     app = make_app([ft.run_dir], interval=0.1)
     app.delivery.argv = argv

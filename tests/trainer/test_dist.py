@@ -47,6 +47,7 @@ def two_ranks(tmp_path: Path, mode: str, *extra: str, timeout: float = 180) -> l
     return [json.loads((tmp_path / f"out{r}.json").read_text()) for r in (0, 1)]
 
 
+@pytest.mark.slow  # two rank processes, each importing torch
 def test_helpers_put_their_tensors_on_the_groups_device_under_an_nccl_style_device_map(tmp_path):
     for r in two_ranks(tmp_path, "cuda-only"):
         # the emulation is faithful: the group refuses CPU tensors exactly as NCCL does
@@ -58,6 +59,7 @@ def test_helpers_put_their_tensors_on_the_groups_device_under_an_nccl_style_devi
             assert "device type cpu" not in r[helper] and "CUDA" in r[helper], (helper, r[helper])
 
 
+@pytest.mark.slow  # two rank processes, each importing torch
 def test_per_step_flags_are_one_max_reduce_and_rank0_lines_follow_only_when_announced(tmp_path):
     r0, r1 = two_ranks(tmp_path, "flags")
     assert r0["merged"] == r1["merged"] == [1, 1, 2]  # non-finite on rank 1, SIGTERM on rank 0, 2 lines

@@ -181,6 +181,7 @@ class NotATensor:
         return (print, ("this would run on load",))
 
 
+@pytest.mark.slow  # starts python -m trainer.predict (torch imported in the child)
 def test_checkpoints_are_loaded_with_weights_only(tmp_path):
     bad = tmp_path / "evil.pt"
     torch.save({"model": {"w": torch.zeros(1)}, "payload": NotATensor()}, bad)
