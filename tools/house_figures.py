@@ -102,9 +102,12 @@ def fact_places(root: Path, trees) -> dict[str, int]:
     by_name = 0
     for rel, tree in trees:
         for node in ast.walk(tree):
-            if isinstance(node, (ast.Tuple, ast.List, ast.Set)) and node.elts and all(
-                    isinstance(e, ast.Constant) and isinstance(e.value, str) for e in node.elts):
-                values = {e.value for e in node.elts}
+            # a literal holding the whole fact (tests/test_one_table.py's rule): a tuple, list or set of
+            # its strings, or a mapping onto them (END_STATUS: the end reasons -> the statuses)
+            elts = (node.elts if isinstance(node, (ast.Tuple, ast.List, ast.Set))
+                    else node.values if isinstance(node, ast.Dict) else [])
+            if elts and all(isinstance(e, ast.Constant) and isinstance(e.value, str) for e in elts):
+                values = {e.value for e in elts}
                 for fact, want in FACTS.items():
                     places[fact] += values in (want, want | {"skipped"})
             # `k == "dropout"` / `k in ("gamma", ...)`: a live key dispatched by its name in an if-chain
