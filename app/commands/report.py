@@ -13,7 +13,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "report", help="Markdown report of runs: table per run, ablation chain, per-class F, γ/α study, adjustments",
         description="Write DIR/report.md (and report.json with the exact numbers, and figures: PNGs with matplotlib "
-        "installed, text plots otherwise) and print the same tables. Every number comes from the run records.",
+        "installed, text plots otherwise) and print the summary (runs, ablation, γ/α study, adjustments; --full: everything). Every number comes from the run records.",
     )
     p.add_argument("runs", nargs="+", metavar="RUN", help="run names (under --runs-dir) or run directories")
     p.add_argument("--baseline", metavar="RUN",
@@ -22,6 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, metavar="DIR")
     p.add_argument("--after", type=int, default=5, metavar="N", help="epochs of val F shown after each adjustment (5)")
     p.add_argument("--no-figures", action="store_true", help="tables only")
+    p.add_argument("--full", action="store_true",
+                   help="print everything on the terminal (per-class F, text plots), not only the summary")
     p.add_argument("--runs-dir", default=None, metavar="DIR", help="folder of runs ($SEGWATCH_RUNS or ./runs)")
     p.set_defaults(func=cmd_report)
 
@@ -73,7 +75,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     (out / "report.md").write_text(markdown(tables, absent, figures, [r.name for r in recs]), encoding="utf-8")
     (out / "report.json").write_text(report_json(tables, absent), encoding="utf-8")
     print_terminal(tables, absent, texts, out_file=str(out / "report.md"),
-                   pictures=[t for t, kind, _ in figures if kind == "png"])
+                   pictures=[t for t, kind, _ in figures if kind == "png"], full=args.full)
     print(f"segwatch: wrote {out / 'report.md'} and {out / 'report.json'}"
           + (f" and {len(figures)} PNG figures" if figures and figures[0][1] == "png" else ""), file=sys.stderr)
     return 0

@@ -50,9 +50,9 @@ FILE_ONLY = ("per_class",)  # long sections kept for report.md (a 19-class x N-r
 
 
 def print_terminal(tables: list[Table], absent: list[str], texts: list[tuple[str, str]] = (), console: Any = None,
-                   out_file: str = "report.md", pictures: list[str] = ()) -> None:
-    """The summary (runs, ablation, study, adjustments) on the terminal; per-class F and plots are named, not
-    printed: they are in ``out_file``."""
+                   out_file: str = "report.md", pictures: list[str] = (), full: bool = False) -> None:
+    """The summary (runs, ablation, study, adjustments) on the terminal; per-class F and the text plots are named,
+    not printed (they are in ``out_file``), unless ``full``. The last line says where the full report is."""
     import sys
 
     from rich.console import Console
@@ -61,7 +61,11 @@ def print_terminal(tables: list[Table], absent: list[str], texts: list[tuple[str
 
     console = console or Console(width=None if sys.stdout.isatty() else 200)
     for t in tables:
-        if t.key in FILE_ONLY:
+        if t.key in FILE_ONLY and not full:
+            continue
+        if not t.rows and t.notes:  # an empty table (e.g. no live adjustment): its last note says so
+            console.print(f"[bold]{escape(t.title)}[/]: {escape(t.notes[-1])}", highlight=False)
+            console.print()
             continue
         rt = RichTable(title=escape(t.title), title_justify="left", show_lines=False)
         for c in t.columns:
@@ -72,10 +76,19 @@ def print_terminal(tables: list[Table], absent: list[str], texts: list[tuple[str
         for n in t.notes:
             console.print(f"  [dim]{escape(n)}[/]", highlight=False)
         console.print()
+    if full:
+        for title, text in texts:
+            console.print(f"[bold]{escape(title)}[/]", highlight=False)
+            console.print(text, markup=False, highlight=False)
+            console.print()
     for a in absent:
         console.print(f"[yellow]{escape(a)}[/]", highlight=False)
-    kept = [t.title for t in tables if t.key in FILE_ONLY] + [title for title, _ in texts]
+    kept = [] if full else [t.title for t in tables if t.key in FILE_ONLY] + [title for title, _ in texts]
     if pictures:
         kept.append(f"{len(pictures)} pictures (figures, mask previews)")
+    line = f"Full report: {escape(out_file)}."
     if kept:
-        console.print(f"In {escape(out_file)} only: " + "; ".join(escape(k) for k in kept), highlight=False)
+        line += " Only there: " + "; ".join(escape(k) for k in kept) + "."
+    if not full:
+        line += " --full prints it all here."
+    console.print(line, highlight=False, soft_wrap=True)

@@ -124,7 +124,10 @@ def test_terminal_tables_and_text_figures(report):
     out = report["stdout"]
     for title in ("Runs", "Ablation: Baseline → +LMSA → +Focal", "Focal loss study", "Live adjustments"):
         assert title in out
-    assert "small parts (mean)" not in out and "only: Per-class F" in out  # the long section stays in the file
+    assert "small parts (mean)" not in out and "Only there: Per-class F" in out  # the long section stays in the file
+    *body, last = out.strip().splitlines()
+    assert not any("Val F per epoch" in ln for ln in body)  # so do the plots: only the last line names them
+    assert last.startswith(f"Full report: {report['out'] / 'report.md'}") and "--full" in last
     assert f4(report["states"]["lmsa"].best_val_f) in out
     try:
         import matplotlib  # noqa: F401
@@ -133,6 +136,22 @@ def test_terminal_tables_and_text_figures(report):
         assert "Figures are text plots" in report["md"]
     else:
         assert (report["out"] / "val_f.png").stat().st_size > 0 and "![" in report["md"]
+
+
+def test_full_prints_everything(report, tiny_ablation):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    p = subprocess.run([sys.executable, "-m", "app", "report", *RUNS, "--runs-dir", str(tiny_ablation["runs_dir"]),
+                        "--out", str(report["out"]), "--full"], capture_output=True, text=True, timeout=180, cwd=ROOT,
+                       env=env)
+    assert p.returncode == 0, p.stderr
+    out = p.stdout
+    assert "Per-class F (Δ vs baseline)" in out and "small parts (mean)" in out
+    for name in CLASS_NAMES:
+        assert name in out
+    if not (report["out"] / "val_f.png").exists():  # text plots: on the terminal too
+        assert "Val F per epoch" in out
+    last = out.strip().splitlines()[-1]
+    assert last.startswith(f"Full report: {report['out'] / 'report.md'}.") and "Per-class" not in last
 
 
 def test_unknown_run_is_one_line(tmp_path):
