@@ -1,6 +1,7 @@
 """Item 4: the cockpit under load, and attaching to a very long record.
 
     python bench/tui_load.py [--seconds 60] [--attach-events 1000000] [--no-leet] [--quick] [--out DIR]
+    python bench/tui_load.py --only attach [--compare-tree OLD_TREE] [--repeats N]
 
 Load: two fake trainers (tests/app/fake_trainer.py as processes, paced by bench/_paced_fake.py: 20
 step events per second each, an epoch event every 200 steps) and ``segwatch attach A B`` (the real
@@ -12,7 +13,8 @@ for the same window: two offline W&B runs logging the same numbers at the same r
 
 Attach: a record of N step events (an epoch event every 1,000 steps, ~184 bytes a line, then an
 ``end``) is written, and a fresh process opens the cockpit on it headless (``App.run_test``) and
-reports the seconds until the pane shows the last epoch and its peak RSS (``ru_maxrss``).
+reports the seconds until the pane shows the last epoch and its peak RSS (``ru_maxrss``). With
+``--compare-tree``, that tree's cockpit and this one's attach to the same record in turn.
 """
 
 from __future__ import annotations
@@ -184,21 +186,47 @@ def _attach_child(run_dir: str, last_epoch: int) -> None:
     print(json.dumps(out))
 
 
-def attach(n_events: int = 1_000_000) -> dict:
+def _attach_once(tree: Path, run_dir: Path, last_epoch: int) -> dict:
+    proc = subprocess.run([sys.executable, str(tree / "bench" / "tui_load.py"), "--_attach", str(run_dir),
+                           str(last_epoch)], capture_output=True, text=True, cwd=tree, timeout=900)
+    if proc.returncode != 0:
+        raise RuntimeError(f"attach child ({tree}) failed: {proc.stderr[-2000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def attach(n_events: int = 1_000_000, compare_tree: str | None = None, repeats: int = 1) -> dict:
+    """One record; a fresh process per attach. With ``compare_tree``: that tree's cockpit (before)
+    and this one's (after) attach to the same record in turn, ``repeats`` times each (medians)."""
     tmp = Path(tempfile.mkdtemp(prefix="segwatch-bench-attach-"))
     try:
         t0 = time.perf_counter()
         last_epoch, size = write_long_record(tmp / "long", n_events)
         written = time.perf_counter() - t0
-        proc = subprocess.run([sys.executable, __file__, "--_attach", str(tmp / "long"), str(last_epoch)],
-                              capture_output=True, text=True, cwd=ROOT, timeout=900)
-        if proc.returncode != 0:
-            raise RuntimeError(f"attach child failed: {proc.stderr[-2000:]}")
-        res = json.loads(proc.stdout.strip().splitlines()[-1])
-        return {"events": n_events + n_events // 1000 + 2, "file_mb": round(size / MB, 1),
-                "write_s": round(written, 1), **res}
+        head = {"events": n_events + n_events // 1000 + 2, "file_mb": round(size / MB, 1), "write_s": round(written, 1)}
+        if not compare_tree:
+            runs = [_attach_once(ROOT, tmp / "long", last_epoch) for _ in range(repeats)]
+            return {**head, **_median(runs)}
+        before, after = [], []
+        for _ in range(repeats):  # interleaved: both see the same load
+            before.append(_attach_once(Path(compare_tree).resolve(), tmp / "long", last_epoch))
+            after.append(_attach_once(ROOT, tmp / "long", last_epoch))
+        return {**head, "repeats": repeats, "before": {"tree": str(compare_tree), **_median(before)},
+                "after": {"tree": str(ROOT), **_median(after)}}
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _median(runs: list[dict]) -> dict:
+    """Each numeric field's median over the runs (the other fields of the first run)."""
+    out = dict(runs[0])
+    for k, v in runs[0].items():
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            vals = sorted(r[k] for r in runs)
+            out[k] = vals[len(vals) // 2]
+    if len(runs) > 1:
+        out["seconds_each"] = [r["seconds_to_last_epoch_on_screen"] for r in runs]
+        out["cpu_s_each"] = [r["cpu_s"] for r in runs]
+    return out
 
 
 def run(seconds: float = 60, attach_events: int = 1_000_000, leet: bool = True, quick: bool = False) -> dict:
@@ -216,6 +244,7 @@ def main() -> None:
     p.add_argument("--attach-events", type=int, default=1_000_000)
     p.add_argument("--no-leet", action="store_true")
     p.add_argument("--compare-tree", help="also run `segwatch attach` from this source tree, side by side (before/after)")
+    p.add_argument("--repeats", type=int, default=1, help="attaches per tree (--only attach; medians reported)")
     p.add_argument("--only", choices=("load", "attach"))
     p.add_argument("--quick", action="store_true")
     p.add_argument("--out", default=str(ROOT / "bench" / "out"))
@@ -223,7 +252,7 @@ def main() -> None:
     if a.only == "load":
         res = {"load": load(a.seconds, leet=not a.no_leet, compare_tree=a.compare_tree)}
     elif a.only == "attach":
-        res = {"attach": attach(a.attach_events)}
+        res = {"attach": attach(a.attach_events, a.compare_tree, max(1, a.repeats))}
     else:
         res = run(a.seconds, a.attach_events, not a.no_leet, a.quick)
     name = f"tui_load{'-' + a.only if a.only else ''}{'-compare' if a.compare_tree else ''}.json"

@@ -20,7 +20,7 @@ from .state import ENDED, RunState
 from .tail import JsonlTail, Skipped
 
 SKIM_MIN = 16 << 20  # a record at least this long when first read is skimmed up to its tail
-SKIM_TAIL = 8 << 20  # bytes at the end always parsed in full (and at least SKIM_EPOCHS epoch lines)
+SKIM_TAIL = 1 << 20  # bytes at the end always parsed in full (and at least SKIM_EPOCHS epoch lines)
 SKIM_EPOCHS = 4  # epochs at the end parsed in full: the stall cadence keeps liveness.EPOCHS_KEPT
 SKIM_SCAN_MAX = 64 << 20  # never look further back than this for those epochs
 
