@@ -58,5 +58,5 @@ def test_adjustments_judged_against_the_trend_merged_and_too_soon(tmp_path):
     # terminal: the summary tables, the adjustments' verdicts; the per-class table only in the file
     assert "Live adjustments against the run's own trend" in p.stdout and "too soon to tell" in p.stdout
     assert "small parts (mean)" in md and "small parts (mean)" not in p.stdout
-    assert "only: Per-class F" in p.stdout
+    assert "Only there: Per-class F" in p.stdout
     assert p.stdout.index("Runs") < p.stdout.index("Live adjustments")
