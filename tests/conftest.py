@@ -35,6 +35,19 @@ def _fast_lane_guard(request, monkeypatch):
     yield from lanes.guard(request, monkeypatch)
 
 
+@pytest.fixture
+def tmux(request):
+    """A private tmux server (tests/tmux_driver.py) for one test, killed after it: the terminal of the
+    end-to-end and reliability tests (skipped where tmux is not installed). Its socket is named after
+    the test module (segwatch-tmux_sizes-PID-...)."""
+    from tmux_driver import Tmux, require_tmux
+
+    require_tmux(f"{request.node.name} needs a real terminal")
+    t = Tmux("segwatch-" + request.module.__name__.rsplit(".", 1)[-1].removeprefix("test_"))
+    yield t
+    t.kill()
+
+
 @pytest.fixture(scope="session")
 def tiny_ablation(tmp_path_factory) -> dict:
     """Real trainer runs on tiny synthetic data, trained side by side: baseline, lmsa, lmsa_focal and

@@ -62,6 +62,13 @@ class Adjustment:
         return f"{self.describe()} {self.status}"
 
 
+#: what an applied command did, in words (any other command: as ``set``); {step} is the ack's step,
+#: {before} the step before it (see answer_words)
+_ANSWER_WORDS = {"set": "applied at step {step}", "pause": "paused after step {before}",
+                 "resume": "resumed at step {step}", "stop": "stopped after step {step}",
+                 "checkpoint": "written after step {step}"}
+
+
 def answer_words(cmd: Any, status: str, step: Any, epoch: Any, phase: Any) -> str:
     """When an applied command took effect, in words that agree with the header's step (the last
     step done): 'applied at step 81 (during validation of epoch 2)', 'paused after step 91 (epoch 3)'.
@@ -75,15 +82,8 @@ def answer_words(cmd: Any, status: str, step: Any, epoch: Any, phase: Any) -> st
     e = epoch if isinstance(epoch, int) and not isinstance(epoch, bool) else None
     where = (f" (during validation of epoch {e})" if phase == "validation" and e is not None
              else f" (epoch {e})" if e is not None else "")
-    if cmd == "pause":
-        return f"paused after step {step - 1}{where}"
-    if cmd == "resume":
-        return f"resumed at step {step}{where}"
-    if cmd == "stop":
-        return f"stopped after step {step}{where}"
-    if cmd == "checkpoint":
-        return f"written after step {step}{where}"
-    return f"applied at step {step}{where}"
+    words = _ANSWER_WORDS.get(cmd if isinstance(cmd, str) else "set", _ANSWER_WORDS["set"])
+    return words.format(step=step, before=step - 1) + where
 
 
 def _pairs(changes: dict) -> list[tuple[str, tuple[Any, Any]]]:

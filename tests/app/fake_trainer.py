@@ -262,6 +262,31 @@ class FakeTrainer:
             self._stand_in.wait()
 
 
+
+class FakeTrainers:
+    """Fake trainers started in threads under one folder, with shared defaults; ``stop()`` ends every
+    one (the Pilot tests' ``fake`` fixture, tests/app/conftest.py)::
+
+        trainers = FakeTrainers(tmp_path, epochs=30, history=3, step_delay=0.3)
+        ft = trainers("alpha", step_delay=0.1)  # tmp_path/alpha, started
+        ...
+        trainers.stop()
+    """
+
+    def __init__(self, root: Path, **defaults: Any) -> None:
+        self.root = Path(root)
+        self.defaults = defaults
+        self.started: list[FakeTrainer] = []
+
+    def __call__(self, name: str = "alpha", **kw: Any) -> FakeTrainer:
+        ft = FakeTrainer(self.root / name, **{**self.defaults, **kw}).start()
+        self.started.append(ft)
+        return ft
+
+    def stop(self) -> None:
+        for ft in self.started:
+            ft.stop_thread()
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser()
     p.add_argument("run_dir")

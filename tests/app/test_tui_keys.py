@@ -6,8 +6,8 @@ Each test checks what reaches control.jsonl (what is sent) and what the pane sho
 from __future__ import annotations
 
 import pytest
-from fake_trainer import DEFAULT_LIVE, FakeTrainer
-from tui_helpers import control_lines, make_app, pane_text, wait_for, wait_text
+from fake_trainer import DEFAULT_LIVE
+from tui_helpers import control_lines, make_app, palette, pane_text, wait_for, wait_text
 
 from app.health import load_rules, resolve_preset
 from app.tui.actions import CommandDone
@@ -17,23 +17,6 @@ from app.tui.screens.quit_dialog import QuitDialog
 from app.tui.widgets.header import Numbers
 
 SIZE = (160, 60)
-
-
-@pytest.fixture
-def fake(tmp_path):
-    started = []
-
-    def start(name="alpha", **kw):
-        kw.setdefault("epochs", 30)
-        kw.setdefault("history", 3)
-        kw.setdefault("step_delay", 0.3)
-        ft = FakeTrainer(tmp_path / name, **kw).start()
-        started.append(ft)
-        return ft
-
-    yield start
-    for ft in started:
-        ft.stop_thread()
 
 
 async def ready(pilot, app, epoch=3, index=0):
@@ -242,12 +225,7 @@ async def test_palette_sets_any_live_value(fake):
     app = make_app([ft.run_dir])
     async with app.run_test(size=SIZE) as pilot:
         await ready(pilot, app)
-        await pilot.press("ctrl+p")
-        await pilot.pause(0.2)
-        for ch in "set dropout 0.3":
-            await pilot.press("space" if ch == " " else ch)
-        await pilot.pause(0.6)
-        await pilot.press("enter")
+        await palette(pilot, "set dropout 0.3")
         await wait_for(pilot, lambda: sets(ft.run_dir), 5, "set from the palette")
         assert sets(ft.run_dir)[0]["values"] == {"dropout": 0.3}
         await wait_text(pilot, app, "dropout 0.2→0.3")

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 from _runrecord import Record
-from fake_trainer import FakeTrainer
 from tui_helpers import make_app, wait_for
 
 from app import supervise
@@ -77,23 +76,6 @@ def test_run_logs_bounds_its_history(tmp_path):
 
 
 # --- the pane -----------------------------------------------------------------------------------
-
-@pytest.fixture
-def fake(tmp_path):
-    started = []
-
-    def start(name="alpha", **kw):
-        kw.setdefault("epochs", 30)
-        kw.setdefault("history", 3)
-        kw.setdefault("step_delay", 0.3)
-        ft = FakeTrainer(tmp_path / name, **kw).start()
-        started.append(ft)
-        return ft
-
-    yield start
-    for ft in started:
-        ft.stop_thread()
-
 
 async def test_t_toggles_the_selected_runs_log_and_follows_it(fake):
     a, b = fake("alpha"), fake("beta")

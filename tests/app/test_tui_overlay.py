@@ -8,7 +8,7 @@ import re
 import pytest
 from rich.style import Style
 from fake_trainer import FakeTrainer
-from tui_helpers import control_lines, make_app, wait_for
+from tui_helpers import control_lines, make_app, palette, wait_for
 
 from app.cli import main
 from app.refs import RefError, load_ref
@@ -27,20 +27,10 @@ def legend_styles(app) -> dict[str, str]:
 
 
 @pytest.fixture
-def fakes(tmp_path):
-    started = []
-
-    def start(name, **kw):
-        kw.setdefault("epochs", 40)
-        kw.setdefault("history", 6)
-        kw.setdefault("step_delay", 0.2)
-        ft = FakeTrainer(tmp_path / name, **kw).start()
-        started.append(ft)
-        return ft
-
-    yield start
-    for ft in started:
-        ft.stop_thread()
+def fakes(fake):
+    """The conftest's fake trainers, longer and quicker: 40 epochs, 6 of history, 0.2 s a step."""
+    fake.defaults.update(epochs=40, history=6, step_delay=0.2)
+    return fake
 
 
 def finished(tmp_path, name="baseline", epochs=5):
@@ -132,12 +122,7 @@ async def test_palette_ref_adds_a_reference(fakes, tmp_path):
     async with app.run_test(size=(200, 55)) as pilot:
         await wait_for(pilot, lambda: 0 in app.views and app.views[0].epoch >= 3, 20, "the live run")
         assert not app.overlay.display  # one curve: nothing to overlay
-        await pilot.press("ctrl+p")
-        await pilot.pause(0.2)
-        for ch in "ref oldrun":
-            await pilot.press("space" if ch == " " else ch)
-        await pilot.pause(0.6)
-        await pilot.press("enter")
+        await palette(pilot, "ref oldrun")
         await wait_for(pilot, lambda: app.overlay.display and "ref: oldrun" in app.overlay.legend.render().plain, 10,
                        "the palette's ref in the overlay")
         assert [r.name for r in app.refs] == ["oldrun"] and len(app.panes) == 1

@@ -42,6 +42,15 @@ async def wait_text(pilot, app: SegwatchApp, needle: str, index: int = 0, timeou
     return pane_text(app, index)
 
 
+async def palette(pilot, command: str) -> None:
+    """Run ``command`` from the command palette (ctrl+p): typed key by key, then enter."""
+    await pilot.press("ctrl+p")
+    await pilot.pause(0.2)
+    for ch in command:
+        await pilot.press("space" if ch == " " else ch)
+    await pilot.pause(0.6)  # the palette's search settles before enter picks its first hit
+    await pilot.press("enter")
+
 def control_lines(run_dir: Path) -> list[dict]:
     import json
 

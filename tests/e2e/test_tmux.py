@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 import tmux_driver
-from tmux_driver import Tmux, require_tmux, trainer_alive
+from tmux_driver import trainer_alive
 
 from app.runlib import Run
 
@@ -40,14 +40,6 @@ def pid_alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return not Path(f"/proc/{pid}/stat").read_text().split(") ")[-1].startswith("Z")
-
-
-@pytest.fixture
-def tmux():
-    require_tmux("the end-to-end test needs a real terminal")
-    t = Tmux("segwatch-e2e")
-    yield t
-    t.kill()
 
 
 def test_run_keys_detach_and_attach(tmux, tmp_path):

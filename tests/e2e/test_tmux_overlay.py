@@ -15,21 +15,13 @@ from pathlib import Path
 import pytest
 
 import tmux_driver
-from tmux_driver import Tmux, require_tmux, trainer_alive
+from tmux_driver import trainer_alive
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = ["data.synthetic_train=16", "data.synthetic_val=8", "data.image_size=32", "training.warmup_epochs=0",
         "training.batch_size=8", "training.log_every=1"]
-
-
-@pytest.fixture
-def tmux():
-    require_tmux("the end-to-end test needs a real terminal")
-    t = Tmux("segwatch-overlay")
-    yield t
-    t.kill()
 
 
 def sets(extra: list[str]) -> list[str]:

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 import tmux_driver
-from tmux_driver import Tmux, require_tmux, trainer_alive
+from tmux_driver import Tmux, trainer_alive
 from trainer.core.classes import CLASS_COLOURS
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -27,14 +27,6 @@ TINY = ["data.synthetic_train=16", "data.synthetic_val=6", "data.image_size=32",
         "training.warmup_epochs=0", "training.batch_size=8"]
 HALF = "▀"  # the renderer's cell: upper pixel as foreground, lower as background
 SGR = re.compile(r"\x1b\[([0-9;]*)m")
-
-
-@pytest.fixture
-def tmux():
-    require_tmux("the end-to-end test needs a real terminal")
-    t = Tmux("segwatch-previews")
-    yield t
-    t.kill()
 
 
 def wait_epochs(index: Path, want: list[int], timeout: float) -> dict:

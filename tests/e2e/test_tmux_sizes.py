@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 import tmux_driver
-from tmux_driver import Tmux, require_tmux, trainer_alive
+from tmux_driver import trainer_alive
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -25,14 +25,6 @@ ROOT = Path(__file__).resolve().parents[2]
 TINY = ["data.synthetic_train=16", "data.synthetic_val=8", "data.image_size=32", "training.epochs=60",
         "training.warmup_epochs=0", "training.batch_size=8", "training.log_every=1", "debug.step_delay=0.1",
         "debug.nan_at_step=3"]
-
-
-@pytest.fixture
-def tmux():
-    require_tmux("the end-to-end test needs a real terminal")
-    t = Tmux("segwatch-size")
-    yield t
-    t.kill()
 
 
 def wait_file(path: Path, pred, timeout: float, what: str) -> bytes:

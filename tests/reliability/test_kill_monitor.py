@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 import tmux_driver
 from faults import ROOT, TINY, descendants, events, segwatch, wait_for
-from tmux_driver import Tmux, require_tmux
 
 from app.runlib import Run
 
@@ -22,14 +21,6 @@ W, H = 200, 60
 
 def shell(cmd: list[str]) -> str:
     return tmux_driver.shell(cmd, ROOT, "OMP_NUM_THREADS=1")
-
-
-@pytest.fixture
-def tmux():
-    require_tmux("the SIGKILLed cockpit needs a terminal")
-    t = Tmux("segwatch-rel")
-    yield t
-    t.kill()
 
 
 def alive(pid: int) -> bool:
