@@ -150,10 +150,10 @@ def test_output_stride_2_adds_a_half_resolution_decoder_level():
 
 
 def test_logit_scale_auto_is_for_small_inputs_and_travels_in_the_checkpoint():
-    """Issue 12: the small-input head's logit gain (4 below 256 px, 1 at the real 512 px) is a buffer,
+    """Issue 12: the small-input head's logit gain (8 below 256 px, 1 at the real 512 px) is a buffer,
     so a checkpoint carries it; a checkpoint from before it existed loads as 1."""
     from trainer.model import SMALL_INPUT_LOGIT_SCALE, logit_scale_for
-    assert logit_scale_for("auto", 64) == SMALL_INPUT_LOGIT_SCALE == 4.0
+    assert logit_scale_for("auto", 64) == SMALL_INPUT_LOGIT_SCALE == 8.0
     assert logit_scale_for("auto", 512) == 1.0 and logit_scale_for("auto", None) == 1.0 and logit_scale_for(2.5, 64) == 2.5
     torch.manual_seed(0)
     a = build_model(attention="none", width=8, dropout=0.0, output_stride=2, logit_scale=8.0).eval()

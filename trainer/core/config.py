@@ -94,10 +94,10 @@ class ModelConfig:
     # "auto": 2 for training images below 256 px (the built-in synthetic data), else 4 (trainer/model.py)
     output_stride: Any = field(default="auto", metadata=check(lambda v: v in ("auto", 2, 4) and not isinstance(v, (bool, float)),
                                                               "auto (2 below 256 px, else 4) | 2 | 4"))
-    # "auto": 4 for training images below 256 px (the built-in synthetic data), else 1 (trainer/model.py)
+    # "auto": 8 for training images below 256 px (the built-in synthetic data), else 1 (trainer/model.py)
     logit_scale: Any = field(default="auto", metadata=check(
         lambda v: v == "auto" or (isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v <= 100),
-        "auto (4 below 256 px, else 1) | a number in (0, 100]"))
+        "auto (8 below 256 px, else 1) | a number in (0, 100]"))
     max_params: int = field(default=PARAM_CAP, metadata=check(lambda v: 0 < v <= 10**10, "an integer in 1..10^10"))
 
 
@@ -146,7 +146,7 @@ class DataConfig:
     image_size: Any = field(default=None, metadata=check(
         lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool) and 32 <= v <= 2048 and v % 32 == 0),
         "null (the data's own size) or a multiple of 32 in 32..2048"))
-    synthetic_train: int = field(default=2048, metadata=check(lambda v: 1 <= v <= 1_000_000, "an integer in 1..1000000"))
+    synthetic_train: int = field(default=1024, metadata=check(lambda v: 1 <= v <= 1_000_000, "an integer in 1..1000000"))
     synthetic_val: int = field(default=100, metadata=check(lambda v: 1 <= v <= 1_000_000, "an integer in 1..1000000"))
     cache_dir: Any = field(default=None, metadata=check(lambda v: v is None or isinstance(v, str), "null or a folder path"))
 

@@ -218,7 +218,7 @@ def build_datasets(*, root: str | None, format: str = "auto", image_size: int | 
     """
     if root is None or str(root) == "":
         size = SYNTHETIC_IMAGE_SIZE if image_size is None else image_size
-        # deterministic samples: generated once, kept in memory (2,148 x 64 px is ~35 MB)
+        # deterministic samples: generated once, kept in memory (1,124 x 64 px is ~18 MB)
         train = SyntheticFaces(synthetic_train, size, seed, "train", cache=True)
         val = SyntheticFaces(synthetic_val, size, seed, "val", cache=True)
         desc = {"synthetic": True, "kind": "synthetic", "root": None, "format": "synthetic",
