@@ -229,7 +229,9 @@ def test_early_val_f_floor():
 def test_early_action_lowers_gamma_to_2_or_else_lr():
     h = hist(10, val_f=lambda e: 0.018 * e)
     v = evaluate(h, RULES, live={**PLAN_LIVE, "gamma": 2.5})
-    assert [(a.preset, a.values) for a in v.actions] == [("early_fix", {"gamma": 2.0})]
+    # below the plan's 0.20 warning line its action comes first; the catch-up for the missed healthy line after it
+    assert [(a.preset, a.values) for a in v.actions][0] == ("early_fix", {"gamma": 2.0})
+    assert [a.preset for a in v.actions] == ["early_fix", "early_catch_up"]
     v = evaluate(h, RULES, live=PLAN_LIVE)
     assert v.actions[0].preset == "early_fix" and v.actions[0].values == {"lr": pytest.approx(3e-4)}
     assert "2.0" in v.actions[0].text and "LR" in v.actions[0].text
@@ -237,9 +239,19 @@ def test_early_action_lowers_gamma_to_2_or_else_lr():
     h = hist(10, val_f=lambda e: 0.018 * e, train_loss=0.5, val_loss=3.0)
     v = evaluate(h, RULES, live=PLAN_LIVE)
     assert sum(1 for s in v.signals if s.state == "warning") >= 3
-    assert [a.preset for a in v.actions] == ["early_fix"]
+    assert [a.preset for a in v.actions] == ["early_fix", "early_catch_up"]
     # without live values the action names the preset but carries nothing to send
     assert evaluate(h, RULES).actions[0].values == {}
+
+
+def test_behind_the_milestone_but_above_the_warning_line_catches_up():
+    """Issue 12: val F 0.25 at epoch 10 (no plan warning, the healthy line missed) suggests raising the LR,
+    not the plan's 'lower gamma or the LR' (which is for its warnings, and comes first below 0.20)."""
+    v = evaluate(hist(10, val_f=lambda e: 0.025 * e), RULES, live=PLAN_LIVE)
+    assert v.status == "yellow" and [a.preset for a in v.actions] == ["early_catch_up"]
+    assert v.actions[0].values == {"lr": pytest.approx(8e-4)}
+    v = evaluate(hist(10, val_f=lambda e: 0.018 * e), RULES, live=PLAN_LIVE)
+    assert [a.preset for a in v.actions] == ["early_fix", "early_catch_up"]
 
 
 # --- middle phase ------------------------------------------------------------------------------
@@ -428,7 +440,7 @@ EARLY = ["early_fix"]
 
 
 @pytest.mark.parametrize("sid, presets", [
-    ("train_loss_falls", EARLY), ("val_loss_follows", EARLY), ("early_val_f_target", EARLY),
+    ("train_loss_falls", EARLY), ("val_loss_follows", EARLY), ("early_val_f_target", ["early_catch_up"]),
     ("val_loss_rising", EARLY), ("loss_gap", EARLY), ("early_val_f_floor", EARLY),
     ("no_nonfinite", ["unstable"]),
     ("val_f_growth", ["lr_up", "augment_up"]), ("mid_val_f_target", ["underfitting"]), ("f_gap", ["overfitting"]),

@@ -121,6 +121,14 @@ def test_early_fix():
     assert resolve("early_fix", {**PLAN, "gamma": 3.0, "use_focal": False}) == {"lr": pytest.approx(3e-4)}
 
 
+def test_early_catch_up_raises_the_lr_and_pulls_regularisation_back():
+    """Issue 12: an under-trained run (val F between 0.20 and 0.30 at epoch 10) gets LR x1.6; dropout and
+    weight decay above the plan's overfitting values come back to them, the plan's own values are kept."""
+    assert resolve("early_catch_up", PLAN) == {"lr": pytest.approx(8e-4)}
+    heavy = {**PLAN, "dropout": 0.6, "weight_decay": 0.1}
+    assert resolve("early_catch_up", heavy) == {"lr": pytest.approx(8e-4), "dropout": 0.25, "weight_decay": pytest.approx(2e-4)}
+
+
 def test_advice_only_presets_send_nothing():
     assert resolve("stop", PLAN) == {}
     assert resolve("redesign", PLAN) == {}
