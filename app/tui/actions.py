@@ -36,9 +36,9 @@ PRESET_LABELS = {
 class CommandDone(Message):
     """The watcher thread wrote (or refused to write) a command."""
 
-    def __init__(self, index: int, what: str, error: str | None) -> None:
+    def __init__(self, index: int, what: str, error: str | None, cmd_id: str | None = None) -> None:
         super().__init__()
-        self.index, self.what, self.error = index, what, error
+        self.index, self.what, self.error, self.cmd_id = index, what, error, cmd_id
 
 
 class CockpitActions:
@@ -46,6 +46,7 @@ class CockpitActions:
 
     watcher: "Watcher"
     views: dict[int, RunView]
+    awaiting_answer: dict[int, dict[str, str]]  # run index -> {command id: what was sent}, sent by this cockpit
     rules: list[Any]
     selected: int
 
@@ -76,7 +77,7 @@ class CockpitActions:
 
         def done(f: Future) -> None:  # runs on the watcher thread: post, never touch widgets
             err = None if f.exception() is None else str(f.exception())
-            self.post_message(CommandDone(index, what, err))
+            self.post_message(CommandDone(index, what, err, None if err else f.result()))
 
         fut.add_done_callback(done)
         return fut
@@ -85,6 +86,27 @@ class CockpitActions:
         if msg.error:
             v = self.views.get(msg.index)
             self.notify(f"{v.name if v else msg.index + 1}: not sent: {msg.error}", severity="error", timeout=8)
+        elif msg.cmd_id:
+            self.awaiting_answer.setdefault(msg.index, {})[msg.cmd_id] = msg.what
+            self.say_answers(msg.index)
+
+    def say_answers(self, index: int) -> None:
+        """A toast once the trainer answers a command this cockpit sent: the adjustment log that also
+        says so may be below the fold (small terminals, the overlay), and the key's result must be seen."""
+        waiting = self.awaiting_answer.get(index)
+        v = self.views.get(index)
+        if not waiting or v is None:
+            return
+        for a in v.adjustments:
+            what = waiting.get(a.id)
+            if what is None or a.status == "pending":
+                continue
+            del waiting[a.id]
+            if a.status == "applied":
+                self.notify(f"{v.name}: {what} — {a.when()}", title="adjustment", timeout=6)
+            else:
+                self.notify(f"{v.name}: {what} — refused: {a.answer_reason}", title="adjustment",
+                            severity="error", timeout=10)
 
     def send_set(self, values: dict, reason: str) -> None:
         v = self._live_view("adjust")

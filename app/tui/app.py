@@ -113,6 +113,7 @@ class SegwatchApp(OverlayWiring, CockpitActions, App[int]):
         self.watcher = Watcher(runs, rules, interval=interval, gpu=gpu, specs=specs)
         self.rules = list(rules)
         self.views: dict[int, RunView] = {}
+        self.awaiting_answer: dict[int, dict[str, str]] = {}
         self.runs_dir = runs_dir
         self.thresholds = list(thresholds or [None] * len(runs))
         self.updates = 0  # RunsChanged handled (tests and measurements read it)
@@ -214,6 +215,7 @@ class SegwatchApp(OverlayWiring, CockpitActions, App[int]):
         first = any(i not in self.views for i in views)  # a run's first view: the compare bar takes it at once
         for i, v in views.items():
             self.views[i] = v
+            self.say_answers(i)
             try:
                 self.panes[i].set_view(v, hidden=self.table_mode and i != self.selected)
             except NoMatches:  # shutting down: the pane's children are gone

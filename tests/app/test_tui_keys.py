@@ -68,6 +68,12 @@ async def test_lr_down_sends_old_to_new_and_shows_it_applied(fake):
         numbers = app.panes[0].query_one(Numbers)
         assert "lr 1.80e-04" in numbers.draw(numbers.view).plain
         assert done and done[0].error is None
+        # the answer is also a toast, once: the adjustment log may be below the fold
+        await wait_for(pilot, lambda: any("applied at step" in n.message for n in app._notifications), 5,
+                       "the answer's toast")
+        said = [n.message for n in app._notifications if "applied at step" in n.message]
+        assert len(said) == 1 and said[0].startswith(f"{app.views[0].name}: set lr")
+        assert not app.awaiting_answer[0]
 
 
 async def test_pending_until_the_trainer_answers(fake):
