@@ -51,7 +51,9 @@ async def test_keys_during_validation_say_so_and_pause_agrees_with_the_header(tm
             await wait_for(pilot, lambda: sum(a.status == "applied" for a in app.views[0].adjustments) == 2, 10,
                            "G acked")
             text = pane_text(app)
-            assert text.count("applied at step 13 (during validation of epoch 3)") == 2, text
+            # both answers in the adjustment log, and the newest also on the header's "last change" line
+            assert text.count("applied at step 13 (during validation of epoch 3)") == 3, text
+            assert "last change gamma 2→2.5  applied at step 13 (during validation of epoch 3)" in text
             await pilot.press("p")
             await wait_for(pilot, lambda: app.views[0].status == "paused", 10, "paused")
             await wait_for(pilot, lambda: "paused after step" in pane_text(app), 10, "the pause's answer")

@@ -10,7 +10,7 @@ from app.notify import end_summary
 from app.snapshot import RunView, fmt_duration
 from trainer.datainfo import data_line
 
-from .base import COLOUR, ViewWidget, f3, fv, phase_words
+from .base import COLOUR, ViewWidget, changes_text, f3, fv, phase_words
 
 BAR = 24
 
@@ -122,7 +122,8 @@ class Numbers(ViewWidget):
     """Train and val loss, val F and best val F, train F; lr, gamma, alpha, dropout."""
 
     def key(self, view: RunView):
-        return (view.last and view.last.get("epoch"), view.best_val_f, view.best_epoch, view.live, view.step_lr)
+        return (view.last and view.last.get("epoch"), view.best_val_f, view.best_epoch, view.live, view.step_lr,
+                view.adjustments[-1] if view.adjustments else None)
 
     def draw(self, v: RunView) -> Text:
         e = v.last or {}
@@ -145,4 +146,14 @@ class Numbers(ViewWidget):
             t.append(fv(live.get(key)), style="bold")
         if isinstance(v.step_lr, float) and v.step_lr != live.get("lr"):
             t.append(f"  (last step used lr {fv(v.step_lr)})", style="dim")
+        if v.adjustments:  # the newest change stays in sight: the adjustment log may be below the fold
+            a = v.adjustments[-1]
+            t.append("\nlast change ", style="dim")
+            t.append(changes_text(a.changes, a.values, None) if a.cmd == "set" else (a.cmd or "?"), style="bold")
+            if a.status == "pending":
+                t.append("  pending…", style="yellow")
+            elif a.status == "applied":
+                t.append(f"  {a.when() or 'applied'}", style="green")
+            else:
+                t.append(f"  refused: {a.answer_reason}", style="red")
         return t
