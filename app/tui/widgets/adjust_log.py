@@ -8,7 +8,7 @@ from rich.text import Text
 
 from app.snapshot import RunView
 
-from .base import ViewWidget, changes_text, reason_text
+from .base import ViewWidget, append_adjustment, reason_text
 
 SHOW = 6
 
@@ -28,18 +28,7 @@ class AdjustLog(ViewWidget):
             t.append("\n ")
             when = time.strftime("%H:%M:%S", time.localtime(a.sent_t)) if a.sent_t else "--:--:--"
             t.append(f"{when} ", style="dim")
-            if a.cmd == "set":
-                what = changes_text(a.changes, a.values, v.live if a.status == "pending" else None)
-            else:
-                what = a.cmd or "?"
-            t.append(what, style="bold")
-            if a.status == "pending":
-                t.append("  pending…", style="yellow")
-            elif a.status == "applied":
-                # 'applied at step 81 (during validation of epoch 2)', 'paused after step 91 (epoch 3)'
-                t.append(f"  {a.when() or 'applied'}", style="green")
-            else:
-                t.append(f"  refused: {a.answer_reason}", style="red")
+            append_adjustment(t, a, v.live if a.status == "pending" else None)
             if a.reason:
                 t.append(f"  {reason_text(a, v.adjustments)}", style="dim italic")
             if a.source and a.source != "tui":

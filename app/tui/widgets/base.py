@@ -133,3 +133,15 @@ class ViewWidget(Widget):
 
     def draw(self, view: RunView) -> Text:
         raise NotImplementedError
+
+
+def append_adjustment(t: Any, a: Any, live: dict | None = None) -> None:
+    """Append one adjustment to a rich Text: what it changes (old -> new) and its answer
+    (pending / 'applied at step 81 (during validation of epoch 2)' / refused: why)."""
+    t.append(changes_text(a.changes, a.values, live) if a.cmd == "set" else (a.cmd or "?"), style="bold")
+    if a.status == "pending":
+        t.append("  pending…", style="yellow")
+    elif a.status == "applied":
+        t.append(f"  {a.when() or 'applied'}", style="green")
+    else:
+        t.append(f"  refused: {a.answer_reason}", style="red")

@@ -10,7 +10,7 @@ from app.notify import end_summary
 from app.snapshot import RunView, fmt_duration
 from trainer.datainfo import data_line
 
-from .base import COLOUR, ViewWidget, changes_text, f3, fv, phase_words
+from .base import COLOUR, ViewWidget, append_adjustment, f3, fv, phase_words
 
 BAR = 24
 
@@ -149,11 +149,5 @@ class Numbers(ViewWidget):
         if v.adjustments:  # the newest change stays in sight: the adjustment log may be below the fold
             a = v.adjustments[-1]
             t.append("\nlast change ", style="dim")
-            t.append(changes_text(a.changes, a.values, None) if a.cmd == "set" else (a.cmd or "?"), style="bold")
-            if a.status == "pending":
-                t.append("  pending…", style="yellow")
-            elif a.status == "applied":
-                t.append(f"  {a.when() or 'applied'}", style="green")
-            else:
-                t.append(f"  refused: {a.answer_reason}", style="red")
+            append_adjustment(t, a, v.live if a.status == "pending" else None)
         return t
