@@ -53,7 +53,7 @@ async def test_keys_during_validation_say_so_and_pause_agrees_with_the_header(tm
             text = pane_text(app)
             # both answers in the adjustment log, and the newest also on the header's "last change" line
             assert text.count("applied at step 13 (during validation of epoch 3)") == 3, text
-            assert "last change gamma 2→2.5  applied at step 13 (during validation of epoch 3)" in text
+            assert "last change gamma 2→2.5  applied at step 13 (during validation of epoch 3)" in text  # then its reason
             await pilot.press("p")
             await wait_for(pilot, lambda: app.views[0].status == "paused", 10, "paused")
             await wait_for(pilot, lambda: "paused after step" in pane_text(app), 10, "the pause's answer")

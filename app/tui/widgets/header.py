@@ -10,7 +10,7 @@ from app.notify import end_summary
 from app.snapshot import RunView, fmt_duration
 from trainer.datainfo import data_line
 
-from .base import COLOUR, ViewWidget, append_adjustment, f3, fv, phase_words
+from .base import COLOUR, ViewWidget, append_adjustment, f3, fv, phase_words, reason_text
 
 BAR = 24
 
@@ -150,4 +150,6 @@ class Numbers(ViewWidget):
             a = v.adjustments[-1]
             t.append("\nlast change ", style="dim")
             append_adjustment(t, a, v.live if a.status == "pending" else None)
+            if a.reason:
+                t.append(f"  {reason_text(a, v.adjustments)}", style="dim italic")
         return t
