@@ -237,7 +237,8 @@ def main() -> None:
         rows = []
         for d in a.snapshot:
             d = Path(d)
-            name = d.name.split("_balanced")[0]
+            meta = d / "meta.json"
+            name = json.loads(meta.read_text()).get("name", d.name) if meta.exists() else d.name
             cmd_file = d.parent / f"{d.name}.cmd"
             rows.append(summarize(d, name, d.name, cmd_file.read_text().strip() if cmd_file.exists() else ""))
             r = rows[-1]

@@ -9,7 +9,6 @@ from pathlib import Path
 
 from app.report.collect import RunRecord
 from app.runlib import previews as pv
-from app.runlib import safeio
 
 
 def _safe(name: str) -> str:

@@ -51,7 +51,7 @@ def test_resume_of_a_finished_run_without_epochs_says_how(tmp_path, capsys):
     rec = finished_run(tmp_path)
     assert segwatch_main(["resume", str(rec.dir), "--headless"]) == 2
     err = capsys.readouterr().err
-    assert "finished all its 2 epochs" in err and f"segwatch resume done --epochs N" in err
+    assert "finished all its 2 epochs" in err and "segwatch resume done --epochs N" in err
 
 
 def test_resume_epochs_checks_the_live_table(tmp_path, capsys):

@@ -62,7 +62,7 @@ def test_a_serial_plan_is_a_chain_of_dependent_jobs_whose_gate_runs_in_the_job(s
     else:
         assert lmsa.state.status == "finished"
     shown = segwatch(slurm_env, "plan", path.stem, "--runs-dir", str(runs))
-    assert shown.returncode == 0 and "scheduler gone" not in shown.stdout and f"lmsa" in shown.stdout
+    assert shown.returncode == 0 and "scheduler gone" not in shown.stdout and "lmsa" in shown.stdout
 
 
 def test_a_sweep_is_one_job_array_throttled_to_max_parallel(slurm_cluster, slurm_env, tmp_path):
