@@ -196,10 +196,11 @@ def build_view(index: int, run: Run, rules: Any, gpu: list | None = None, verdic
 
 
 def _wall_s(st: RunState, history: list) -> float | None:
-    start, end = st.start or {}, st.end or {}
-    t0, t1 = start.get("t"), end.get("t") or st.last_event_t
-    if isinstance(t0, (int, float)) and isinstance(t1, (int, float)) and not start.get("resumed") and t1 >= t0:
-        return float(t1 - t0)
+    """Start to end of every trainer segment, summed (the pauses between a stop and its resume
+    left out); the summed epoch times only where the record has no usable times."""
+    seg = st.segment_wall()
+    if seg is not None:
+        return float(st.wall_before + seg)
     times = [h.get("epoch_time") for h in history if isinstance(h.get("epoch_time"), (int, float))]
     return float(sum(times)) if times else None
 

@@ -86,6 +86,9 @@ class RunState(StatusMixin):
         self.last_error = ""
         self.events_seen = 0
         self.last_event_t: float | None = None
+        # wall seconds of the trainer's earlier segments (each start to the last event read before
+        # the next start): a resumed run's wall time is these plus its current segment's
+        self.wall_before: float = 0.0
         self.last_seq: int | None = None
         self.last_event: dict | None = None  # the last event read (what the trainer did last)
         self.cadence = Cadence()  # gaps between events: the stall bound (app.runlib.liveness)
@@ -150,6 +153,13 @@ class RunState(StatusMixin):
             ep = min(ep, self.total_epochs)
         return ep
 
+    def segment_wall(self) -> float | None:
+        """Wall seconds of the current trainer segment: its start event to its end event (the last
+        event read while it has none). None without a start or readable times."""
+        t0 = _unix_time((self.start or {}).get("t"))
+        t1 = _unix_time((self.end or {}).get("t")) or self.last_event_t
+        return t1 - t0 if t0 is not None and t1 is not None and t1 >= t0 else None
+
     def pending(self) -> list[Adjustment]:
         return [a for a in self.adjustments if a.status == "pending"]
 
@@ -187,6 +197,8 @@ class RunState(StatusMixin):
         handler = _HANDLERS.get(typ) if isinstance(typ, str) else None
         self.events_seen += 1
         t = _unix_time(event.get("t"))
+        if typ == "start" and self.start is not None:
+            self.wall_before += self.segment_wall() or 0.0
         if t is not None:
             self.last_event_t = t
         seq = event.get("seq")
