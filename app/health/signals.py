@@ -182,6 +182,13 @@ def _val_f_at(c: Context, epoch: int) -> tuple | None:
     return best
 
 
+def _recovered(c: Context, milestone: int, passes) -> tuple | None:
+    """(epoch, val F) of the first epoch after ``milestone`` whose val F ``passes``: a run that
+    missed its milestone and has reached the line since (after a fix) is judged on what it is now,
+    so the colour does not keep asking for a fix that has worked."""
+    return next((p for p in c.val_f() if p[0] > milestone and passes(p[1])), None)
+
+
 def _by_milestone(c: Context, milestone: int, above: float) -> Result:
     best = None
     for p in c.val_f():
@@ -194,6 +201,10 @@ def _by_milestone(c: Context, milestone: int, above: float) -> Result:
         return "ok", f"val F {fmt(best[1])} > {above:.2f} at epoch {best[0]} (by epoch {milestone})", values
     if c.epoch is not None and c.epoch >= milestone:
         got = f"best {fmt(best[1])}" if best else "no val F"
+        late = _recovered(c, milestone, lambda f: f > above)
+        if late is not None:
+            return "ok", (f"val F {fmt(late[1])} > {above:.2f} at epoch {late[0]}, late: "
+                          f"{got} by epoch {milestone}"), {**values, "recovered_epoch": late[0]}
         return "warning", f"val F {got} <= {above:.2f} by epoch {milestone}", values
     got = f"best {fmt(best[1])} so far" if best else "no val F yet"
     return "pending", f"val F {got}; needs > {above:.2f} by epoch {milestone}{c.beyond_run(milestone)}", values
@@ -212,6 +223,10 @@ def early_val_f_floor(c: Context) -> Result:
         return "pending", f"no val F by epoch {m}", {"milestone": m, "threshold": lim}
     values = {"val_f": at[1], "epoch": at[0], "threshold": lim}
     if at[1] < lim:
+        late = _recovered(c, m, lambda f: f >= lim)
+        if late is not None:
+            return "ok", (f"val F {fmt(late[1])} >= {lim:.2f} at epoch {late[0]}, late: "
+                          f"{fmt(at[1])} at epoch {at[0]}"), {**values, "recovered_epoch": late[0]}
         return "warning", f"val F {fmt(at[1])} < {lim:.2f} at epoch {at[0]}", values
     return "ok", f"val F {fmt(at[1])} >= {lim:.2f} at epoch {at[0]}", values
 

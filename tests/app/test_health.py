@@ -209,8 +209,30 @@ def test_early_val_f_target():
     assert state(hist(9, val_f=below), "early_val_f_target") == "pending"
     assert state(hist(10, val_f=lambda e: 0.305 * e / 10), "early_val_f_target") == "ok"
     assert state(hist(7, val_f=lambda e: 0.31 if e == 7 else 0.1), "early_val_f_target") == "ok"  # early
-    late = hist(12, val_f=lambda e: 0.29 if e <= 10 else 0.5)  # reached only after epoch 10
-    assert state(late, "early_val_f_target") == "warning"
+    late = hist(12, val_f=lambda e: 0.29 if e <= 10 else (0.3 if e == 11 else 0.5))  # reached only at 12
+    s = sig(evaluate(late, RULES), "early_val_f_target")
+    assert s.state == "ok" and s.detail == "val F 0.500 > 0.30 at epoch 12, late: best 0.290 by epoch 10"
+    assert s.values["recovered_epoch"] == 12 and s.values["best_val_f"] == 0.29
+    assert state(late[:11], "early_val_f_target") == "warning"  # 0.30 at epoch 11 is not above the line
+
+
+def test_a_missed_early_milestone_that_a_fix_made_good_is_green_and_suggests_nothing():
+    """Issue 12's sick run: yellow at epoch 10 (0.22), the one-key fix, 0.59 by epoch 13. Staying yellow
+    would keep offering the fix that has worked, and its relative LR step would compound if pressed again."""
+    curve = {10: 0.22, 11: 0.27, 12: 0.33, 13: 0.59}
+    h = hist(13, val_f=lambda e: curve.get(e, 0.022 * e))
+    v = evaluate(h[:10], RULES, live=PLAN_LIVE)
+    assert v.status == "yellow" and [a.preset for a in v.actions] == ["early_catch_up"]
+    v = evaluate(h[:11], RULES, live=PLAN_LIVE)  # 0.27: not yet
+    assert v.status == "yellow" and [a.preset for a in v.actions] == ["early_catch_up"]
+    v = evaluate(h[:12], RULES, live=PLAN_LIVE)
+    assert v.status == "green" and v.actions == () and "late" in sig(v, "early_val_f_target").detail
+    # below the plan's warning line at 10: the floor recovers at 0.20, the target only above 0.30
+    low = hist(12, val_f=lambda e: {10: 0.15, 11: 0.21, 12: 0.25}.get(e, 0.01 * e))
+    assert state(low[:10], "early_val_f_floor") == "warning"
+    s = sig(evaluate(low[:11], RULES), "early_val_f_floor")
+    assert s.state == "ok" and s.detail == "val F 0.210 >= 0.20 at epoch 11, late: 0.150 at epoch 10"
+    assert state(low, "early_val_f_target") == "warning"
 
 
 def test_early_val_f_floor():
@@ -277,6 +299,8 @@ def test_mid_val_f_target():
     assert state(hist(99, val_f=lambda e: min(0.64, 0.01 * e)), "mid_val_f_target") == "pending"
     assert state(hist(100, val_f=lambda e: min(0.66, 0.01 * e)), "mid_val_f_target") == "ok"
     assert state(hist(70, val_f=lambda e: min(0.66, 0.01 * e)), "mid_val_f_target") == "ok"  # reached at 66
+    late = hist(104, val_f=lambda e: min(0.64, 0.01 * e) if e <= 100 else 0.7)  # missed at 100, 0.70 from 101
+    assert state(late[:100], "mid_val_f_target") == "warning" and state(late, "mid_val_f_target") == "ok"
     s = sig(evaluate(hist(60, val_f=0.5, total_epochs=80), RULES, total_epochs=80), "mid_val_f_target")
     assert s.state == "pending" and "ends at epoch 80" in s.detail
 
