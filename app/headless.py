@@ -14,7 +14,7 @@ import sys
 import time
 from typing import Any, Sequence, TextIO
 
-from app.health import evaluate
+from app.health import applied_presets, evaluate
 from app.notify import Delivery, Notifier, end_detail, end_summary, gate_lines
 from app.snapshot import ERROR_HEAD, OVER, build_view, error_lines, fmt_duration
 from trainer.datainfo import data_badge, data_line
@@ -42,7 +42,9 @@ def epoch_line(name: str, ev: dict, verdict: Any, total: int | None, width: int 
     if bad:
         line += "  | " + "; ".join(f"{'FAILED ' if s.state == 'failed' else ''}{s.label}: {s.detail}" for s in bad)
         if verdict.actions:
-            line += f" -> suggest {verdict.actions[0].preset}"
+            first = verdict.actions[0]
+            line += (f" -> held back: {first.settling_words()}" if getattr(first, "settling", False)
+                     else f" -> suggest {first.preset}")
     return line
 
 
@@ -102,11 +104,14 @@ class Follower:
                 continue
             self.printed[i].add(e)
             upto = [w for w in st.warnings if (w.get("epoch") or 0) <= e]
+            done = [(p, a) for p, a in applied_presets(st.adjustments) if isinstance(e, int) and a <= e]
             v = evaluate(history[:k + 1], self.rules[i], live=st.live, total_epochs=st.total_epochs, warnings=upto,
-                         run_state="running")
+                         run_state="running", applied=done)
             self.say(epoch_line(name, ev, v, st.total_epochs, self.width, focal=st.live.get("use_focal") is not False))
             self.colour[i] = v.status
-            self.advice[i] = (v.summary, v.actions[0].text if v.actions else "")
+            first = v.actions[0] if v.actions else None
+            self.advice[i] = (v.summary, "" if first is None else
+                              first.text + (f" ({first.settling_words()})" if first.settling else ""))
         for w in st.warnings[self.warned[i]:] if self.warned[i] <= len(st.warnings) else []:
             self.say(f"{'':8} {name:<{self.width}} warning {w.get('code')}: {w.get('message', '')}")
         self.warned[i] = len(st.warnings)

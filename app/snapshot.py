@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-from app.health import evaluate
+from app.health import applied_presets, evaluate
 from app.health.evaluate import Verdict
 from app.runlib import ENDED, Adjustment, Run, RunState
 from app.runlib.records import answer_words
@@ -123,7 +123,8 @@ def _adjust_view(a: Adjustment) -> AdjustView:
 def _verdict(history: list, state: RunState, rules: Any) -> Verdict | _Fallback:
     try:
         return evaluate(history, rules, live=dict(state.live or {}), run_state=state.status,
-                        total_epochs=state.total_epochs, warnings=list(state.warnings or ()))
+                        total_epochs=state.total_epochs, warnings=list(state.warnings or ()),
+                        applied=applied_presets(state.adjustments or ()))
     except Exception as e:  # a rules bug must not take the cockpit down
         return _Fallback(summary=f"health rules failed: {type(e).__name__}: {e}")
 

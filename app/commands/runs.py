@@ -83,6 +83,7 @@ def ls_row(i: int, run: Run, now: float) -> dict[str, Any]:
         "best_val_f": _num(st.best_val_f), "best_epoch": st.best_epoch,
         "last_adjustment": st.adjustments[-1].summary() if st.adjustments else None,
         "suggestion": str(getattr(act, "text", "") or "") if act is not None else "",
+        "suggestion_held": act.settling_words() if act is not None and act.settling else "",
         "last_event_t": last_t, "age_s": round(now - last_t, 1) if last_t is not None else None,
         "bad_lines": st.bad_lines,
         "stderr": run.stderr_tail(1) if st.status == "crashed" and st.end is None else [],

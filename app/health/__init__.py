@@ -10,7 +10,7 @@ Pure Python + PyYAML (no torch, no UI), for the TUI, ``segwatch ls`` and reports
 Rules, definitions and presets: docs/health.md; defaults: app/health/default_rules.yaml.
 """
 
-from app.health.evaluate import RUN_STATES, Action, Signal, Verdict, evaluate
+from app.health.evaluate import RUN_STATES, Action, Signal, Verdict, applied_presets, evaluate
 from app.health.presets import describe_ops, list_presets, resolve_preset
 from app.health.rules import DEFAULT_RULES_PATH, RulesError, load_rules, plot_thresholds
 from app.health.schema import LIVE_KEYS, SIGNAL_IDS, Preset, Rules
@@ -18,6 +18,6 @@ from app.health.signals import LABELS
 
 __all__ = [
     "Action", "DEFAULT_RULES_PATH", "LABELS", "LIVE_KEYS", "Preset", "RUN_STATES", "Rules", "RulesError",
-    "SIGNAL_IDS", "Signal", "Verdict", "describe_ops", "evaluate", "list_presets", "load_rules", "plot_thresholds",
+    "SIGNAL_IDS", "Signal", "Verdict", "applied_presets", "describe_ops", "evaluate", "list_presets", "load_rules", "plot_thresholds",
     "resolve_preset",
 ]

@@ -6,8 +6,9 @@ makes one simple pass over it, so re-evaluating on every new epoch of several ru
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Mapping, Sequence
+import re
+from dataclasses import dataclass, field, replace
+from typing import Iterable, Mapping, Sequence
 
 from app.health.presets import resolve_preset
 from app.health.schema import Rules
@@ -35,6 +36,25 @@ class Action:
     text: str  # English, with the plan's wording
     preset: str  # the preset or single adjustment that carries it out
     values: dict = field(default_factory=dict)  # absolute live values to `set`; {} for advice
+    # the same preset was applied to the run in epoch `applied_epoch` and its effect has not had
+    # `windows.settle` epochs to show: it is not suggested again before epoch `settled_after` is over
+    applied_epoch: int | None = None
+    settled_after: int | None = None
+
+    @property
+    def settling(self) -> bool:
+        return self.settled_after is not None
+
+    def settling_words(self) -> str:
+        """'early_catch_up applied in epoch 11; suggested again after epoch 14 if still needed'."""
+        return settling_words(self.preset, self.applied_epoch, self.settled_after)
+
+
+def settling_words(preset: str, applied_epoch, settled_after) -> str:
+    """Why a suggestion is held back (the cockpit, the headless log and notifications say it alike)."""
+    if settled_after is None:
+        return ""
+    return f"{preset} applied in epoch {applied_epoch}; suggested again after epoch {settled_after} if still needed"
 
 
 @dataclass(frozen=True)
@@ -77,6 +97,37 @@ def _actions(signals: Sequence[Signal], rules: Rules, live: Mapping | None, epoc
     return tuple(out)
 
 
+# the reasons under which the cockpit and the CLI send a preset (app/tui/actions.py, bench/)
+PRESET_REASON = re.compile(r"^(?:suggested|preset): ([A-Za-z0-9_]+)")
+
+
+def applied_presets(adjustments: Iterable) -> list[tuple[str, int]]:
+    """(preset, epoch it was applied in) of every applied ``set`` whose reason names a preset.
+    ``adjustments``: app.runlib Adjustment-likes (``cmd``, ``status``, ``reason``, ``answer_epoch``)."""
+    out = []
+    for a in adjustments:
+        m = PRESET_REASON.match(str(getattr(a, "reason", "") or ""))
+        epoch = getattr(a, "answer_epoch", None)
+        if m and getattr(a, "cmd", "") == "set" and getattr(a, "status", "") == "applied" and type(epoch) is int:
+            out.append((m.group(1), epoch))
+    return out
+
+
+def _settle(actions: tuple, applied: Sequence[tuple[str, int]], epoch: int | None, settle: int) -> tuple:
+    """Mark each action whose preset was applied less than ``settle`` epochs before: its evidence is
+    from before the change (a relative preset sent again would compound)."""
+    if not applied or not settle or epoch is None:
+        return actions
+    last: dict[str, int] = {}
+    for preset, e in applied:
+        last[preset] = max(e, last.get(preset, e))
+    out = []
+    for a in actions:
+        e = last.get(a.preset)
+        out.append(replace(a, applied_epoch=e, settled_after=e + settle) if e is not None and epoch < e + settle else a)
+    return tuple(out)
+
+
 def _summary(phase: str, status: str, epoch: int | None, total: int | None, signals: Sequence[Signal],
              actions: Sequence[Action]) -> str:
     where = "no epoch yet" if epoch is None else f"epoch {epoch}" + (f"/{total}" if total else "")
@@ -86,13 +137,15 @@ def _summary(phase: str, status: str, epoch: int | None, total: int | None, sign
         pending = sum(1 for s in signals if s.state == "pending")
         return f"{head}: all checks ok" + (f" ({pending} pending)" if pending else "")
     body = "; ".join(f"{s.label}: {s.detail}" for s in bad)
-    acts = f" -> {', '.join(a.preset for a in actions)}" if actions else ""
+    acts = ", ".join(a.preset + (f" (applied in epoch {a.applied_epoch}, settling)" if a.settling else "")
+                     for a in actions)
+    acts = f" -> {acts}" if acts else ""
     return f"{head}: {body}{acts}"
 
 
 def evaluate(history: Sequence[Mapping], rules: Rules, *, live: Mapping | None = None,
              run_state: str = "running", total_epochs: int | None = None,
-             warnings: Sequence[Mapping] = ()) -> Verdict:
+             warnings: Sequence[Mapping] = (), applied: Sequence[tuple[str, int]] = ()) -> Verdict:
     """Judge a run.
 
     ``history``: the run's ``epoch`` events in epoch order (docs/run-directory.md).
@@ -103,6 +156,8 @@ def evaluate(history: Sequence[Mapping], rules: Rules, *, live: Mapping | None =
     starting (= running), early_stop and completed (= finished), killed (= crashed).
     ``total_epochs``: the run's planned length (defaults to the last event's ``epochs``).
     ``warnings``: the run's ``warning`` events (codes in ``nonfinite.warning_codes`` -> red).
+    ``applied``: (preset, epoch) of the presets already applied to the run (:func:`applied_presets`):
+    an action whose preset was applied fewer than ``windows.settle`` epochs ago is marked settling.
     """
     run_state = RUN_STATE_ALIASES.get(run_state, run_state)
     if run_state not in RUN_STATES:
@@ -117,6 +172,6 @@ def evaluate(history: Sequence[Mapping], rules: Rules, *, live: Mapping | None =
         signals.append(Signal(sid, LABELS[sid], state, detail, values))
     status = _status(signals)
     in_progress = ctx.epoch + 1 if ctx.epoch is not None else 0  # `epochs` may not go below it
-    actions = _actions(signals, rules, live, in_progress)
+    actions = _settle(_actions(signals, rules, live, in_progress), applied, ctx.epoch, rules.windows.settle)
     summary = _summary(phase, status, ctx.epoch, ctx.total, signals, actions)
     return Verdict(phase, status, tuple(signals), actions, summary, ctx.epoch)

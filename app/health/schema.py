@@ -139,6 +139,7 @@ class Windows:
     oscillation_reversals: int = _win(1)
     stagnation_patience: int = _win(1)
     underfit_epochs: int = _win(1)
+    settle: int = _p("int", lambda v: 0 <= v <= 1000, "an integer in 0..1000 (0: never hold a suggestion back)")
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from .screens.help import HelpScreen
 from .screens.previews import PreviewScreen
 from .screens.quit_dialog import QuitDialog
 from .widgets.base import changes_text, undo_words
-from .widgets.health_panel import _g, action_values
+from .widgets.health_panel import _g, action_values, settling_words
 
 if TYPE_CHECKING:
     from .watcher import Watcher
@@ -164,7 +164,20 @@ class CockpitActions:
         if not values:
             self.notify(f"{_g(act, 'text', preset)} — advice only, nothing to send.", severity="warning", timeout=8)
             return
-        self.send_set(values, f"suggested: {preset or _g(act, 'signal_id', '')}")
+        reason = f"suggested: {preset or _g(act, 'signal_id', '')}"
+        if _g(act, "settled_after", None) is None:
+            self.send_set(values, reason)
+            return
+
+        def answer(yes: bool | None) -> None:  # its evidence is from before the change: ask first
+            if yes:
+                self.send_set(values, reason)
+
+        self.clear_notifications()  # a toast drawn over the dialog hid its buttons at 80x24
+        self.push_screen(ConfirmDialog(
+            f"Send {preset} to {v.name} again?",
+            f"{settling_words(act)}: the signals still look at epochs from before it. "
+            f"Again now: {changes_text({}, values, v.live)}.", yes="Send again"), answer)
 
     def action_undo(self) -> None:
         v = self._live_view("undo")

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from _runrecord import Record
 from fake_trainer import FakeTrainer
 
 from app.headless import follow
@@ -65,3 +66,23 @@ def test_attach_without_running_runs_says_so(tmp_path):
     p = subprocess.run([sys.executable, "-m", "app", "attach", "--runs-dir", str(tmp_path)], capture_output=True,
                        text=True, timeout=60, env=env, cwd=ROOT)
     assert p.returncode == 1 and "no running run" in p.stderr
+
+
+def test_a_preset_just_applied_is_held_back_in_the_log(tmp_path):
+    """A flat train loss and val F 0.25 at the epoch-10 milestone suggest early_fix; applied in epoch
+    11 and nothing better after it: the log says it is held back for 3 epochs, then suggests it again."""
+    rec = Record(tmp_path / "r")
+    rec.start(epochs=20)
+    rec.epochs_run(1, 10, f_of=lambda e: 0.025 * e)
+    cmd = rec.command("set", {"lr": 3e-4}, reason="suggested: early_fix")
+    rec.ack(cmd, epoch=11)
+    rec.epochs_run(11, 15, f_of=lambda e: 0.25)
+    rec.end("stopped", epoch=15)
+    out = io.StringIO()
+    follow([Run(rec.dir)], [load_rules()], interval=0.01, out=out, timeout=10)
+    tails = {int(ln.split(" epoch ")[1].split("/")[0]): ln.split(" -> ")[-1] for ln in out.getvalue().splitlines()
+             if " epoch " in ln and "/20 " in ln}
+    assert tails[10] == "suggest early_fix"
+    held = "held back: early_fix applied in epoch 11; suggested again after epoch 14 if still needed"
+    assert tails[11] == tails[12] == tails[13] == held
+    assert tails[14] == tails[15] == "suggest early_fix"

@@ -487,3 +487,47 @@ def test_action_cites_the_signal_and_resolves_against_live():
     assert first["lr_up"].signal_id == "val_f_growth"
     assert first["lr_up"].values == {"lr": pytest.approx(1.6e-3)}
     assert "停滞" in first["lr_up"].text
+
+
+# --- a preset already applied is held back while its effect shows ----------------------------------
+
+
+def test_a_preset_applied_is_held_back_for_the_settle_epochs():
+    h = hist(10, val_f=lambda e: 0.025 * e)  # 0.25 at the milestone: early_catch_up
+    v = evaluate(h, RULES, live=PLAN_LIVE, applied=[("early_catch_up", 10)])
+    act = v.actions[0]
+    assert act.preset == "early_catch_up" and act.settling and (act.applied_epoch, act.settled_after) == (10, 13)
+    assert act.values == {"lr": pytest.approx(8e-4)}  # still resolved: a confirmed resend sends these
+    assert act.settling_words() == "early_catch_up applied in epoch 10; suggested again after epoch 13 if still needed"
+    assert "early_catch_up (applied in epoch 10, settling)" in v.summary
+    assert v.status == "yellow"  # the colour is the signals': holding the suggestion back changes no colour
+    flat = hist(13, val_f=lambda e: 0.025 * min(e, 10))  # still 0.25: the fix did not work
+    assert evaluate(flat[:12], RULES, live=PLAN_LIVE, applied=[("early_catch_up", 10)]).actions[0].settling
+    assert not evaluate(flat, RULES, live=PLAN_LIVE, applied=[("early_catch_up", 10)]).actions[0].settling
+    # another preset, or none applied: nothing held back; the latest application counts
+    assert not evaluate(h, RULES, live=PLAN_LIVE, applied=[("lr_down", 10)]).actions[0].settling
+    assert evaluate(flat, RULES, live=PLAN_LIVE, applied=[("early_catch_up", 2), ("early_catch_up", 11)]).actions[0].settling
+
+
+def test_settle_zero_never_holds_back():
+    rules = load_rules(overrides={"windows": {"settle": 0}})
+    v = evaluate(hist(10, val_f=lambda e: 0.025 * e), rules, live=PLAN_LIVE, applied=[("early_catch_up", 10)])
+    assert not v.actions[0].settling
+    with pytest.raises(ValueError, match="windows.settle"):
+        load_rules(overrides={"windows": {"settle": -1}})
+
+
+def test_applied_presets_reads_the_reasons_the_keys_write():
+    from types import SimpleNamespace as A
+
+    from app.health import applied_presets
+
+    adj = [A(cmd="set", status="applied", reason="suggested: early_catch_up", answer_epoch=11),
+           A(cmd="set", status="applied", reason="preset: lr_down", answer_epoch=12),
+           A(cmd="set", status="applied", reason="preset: unstable (bench/sick_runs.py)", answer_epoch=3),
+           A(cmd="set", status="refused", reason="preset: lr_up", answer_epoch=12),
+           A(cmd="set", status="pending", reason="preset: gamma_up", answer_epoch=None),
+           A(cmd="set", status="applied", reason="undo 3f2a (lr_down)", answer_epoch=13),
+           A(cmd="set", status="applied", reason="", answer_epoch=13),
+           A(cmd="pause", status="applied", reason="preset: x", answer_epoch=13)]
+    assert applied_presets(adj) == [("early_catch_up", 11), ("lr_down", 12), ("unstable", 3)]

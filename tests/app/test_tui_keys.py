@@ -121,6 +121,34 @@ async def test_enter_applies_the_suggested_action(fake):
         assert sets(ft.run_dir)[0]["reason"].startswith("suggested: ")
 
 
+async def test_a_suggestion_just_applied_is_held_back_and_sent_again_only_when_confirmed(fake):
+    """The overfit signals look at epochs from before the change for a while: the suggestion stays,
+    and a second press would compound the relative preset. So the panel says it was applied, and
+    `a` asks first."""
+    ft = fake(scenario="overfit", history=8, step_delay=1.0)
+    app = make_app([ft.run_dir])
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: 0 in app.views and app.views[0].actions, 10, "a suggested action")
+        preset = app.views[0].actions[0].preset
+        await pilot.press("a")
+        await wait_for(pilot, lambda: app.views[0].actions and app.views[0].actions[0].settling, 10,
+                       "the suggestion held back after its ack")
+        act = app.views[0].actions[0]
+        assert act.preset == preset and app.views[0].epoch < act.settled_after
+        text = pane_text(app)
+        assert f"{preset} applied in epoch {act.applied_epoch}" in text and "[enter]/a sends" not in text
+        await pilot.press("a")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmDialog), 5, "the confirm dialog")
+        await pilot.press("n")
+        await wait_for(pilot, lambda: not isinstance(app.screen, ConfirmDialog), 5, "the dialog closed")
+        assert len(sets(ft.run_dir)) == 1
+        await pilot.press("a")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmDialog), 5, "the confirm dialog")
+        await pilot.press("y")
+        await wait_for(pilot, lambda: len(sets(ft.run_dir)) == 2, 5, "the confirmed second set")
+        assert sets(ft.run_dir)[1]["reason"] == f"suggested: {preset}"
+
+
 async def test_undo_sends_the_previous_values(fake):
     ft = fake()
     app = make_app([ft.run_dir])

@@ -7,6 +7,7 @@ from typing import Any
 
 from rich.text import Text
 
+from app.health.evaluate import settling_words as held_back
 from app.snapshot import RunView
 
 from .base import MARK, ViewWidget, changes_parts, phase_words
@@ -18,6 +19,11 @@ def _g(obj: Any, key: str, default: Any = None) -> Any:
 
 def action_values(action: Any) -> dict:
     return dict(_g(action, "values") or {})
+
+
+def settling_words(action: Any) -> str:
+    """Why the suggestion is held back: its preset was applied and has not had its epochs yet."""
+    return held_back(_g(action, "preset", ""), _g(action, "applied_epoch", "?"), _g(action, "settled_after", None))
 
 
 class HealthPanel(ViewWidget):
@@ -77,8 +83,11 @@ class HealthPanel(ViewWidget):
                 t.append(("\n   " if k else "") + line, style="bold yellow")
             vals = action_values(first)
             t.append("\n   ")
-            t.append("[enter]/a", style="reverse")
-            if vals:
+            if _g(first, "settled_after", None) is not None:  # applied already: its effect needs epochs
+                for k, line in enumerate(textwrap.wrap(settling_words(first), max(self.size.width - 4, 20))):
+                    t.append(("\n   " if k else "") + line, style="dim")
+            elif vals:
+                t.append("[enter]/a", style="reverse")
                 # the panel does not wrap (long signal lines are cut): wrap what is sent by hand
                 width, col = max(self.size.width, 40), 18
                 t.append(" sends")
@@ -89,6 +98,7 @@ class HealthPanel(ViewWidget):
                     t.append((", " if i and col > 9 else " ") + part)
                     col += len(part) + 2
             else:
+                t.append("[enter]/a", style="reverse")
                 t.append(f" {_g(first, 'preset', '')}: advice only, nothing to send", style="dim")
             for a in v.actions[1:1 if self.compact else 3]:
                 t.append(f"\n   or: {_g(a, 'text', '')}", style="dim")
