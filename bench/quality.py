@@ -12,6 +12,11 @@ brows, ears, mouth, lips). Nothing else is overridden: the seed is the config's 
 stays at the config's 10 epochs, the cosine schedule is fitted to the shortened run.
 
 ``--quick`` (CI): 1 epoch of baseline at 64 px, 32 train / 16 val images.
+
+Long runs outlive a session: ``--stop-after N`` runs a config's own schedule and stops it after
+epoch N; ``--resume RUN_DIR [--stop-after N]`` continues a stopped run in place from its checkpoint;
+``--snapshot RUN_DIR... --json FILE`` reads any of them (running or not) into curves, which
+``bench/ablation_table.py`` turns into the tables of bench/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -63,6 +68,29 @@ def run_config(name: str, epochs: int, out: Path, extra: list[str], threads: int
            "--run-dir", str(run_dir), "--device", "cpu"]
     if not stop_after and epochs <= 10:  # warmup must stay below the epoch count
         cmd[cmd.index("--run-dir"):cmd.index("--run-dir")] = ["--set", f"training.warmup_epochs={max(0, epochs - 1)}"]
+    (out / f"{label}.cpu.jsonl").unlink(missing_ok=True)
+    return train(cmd, run_dir, name, label, threads, stop_after, nice)
+
+
+def resume_run(run_dir: Path, threads: int = 0, stop_after: int = 0, nice: int = 0) -> dict:
+    """Continue a stopped run of this bench in place (``python -m trainer --resume``), e.g. after the
+    session that started it ended; its log and CPU figures are appended to, its row re-read whole."""
+    run_dir = Path(run_dir).resolve()
+    meta = json.loads((run_dir / "meta.json").read_text())
+    cmd = [sys.executable, "-m", "trainer", "--resume", str(run_dir), "--device", "cpu"]
+    cmd_file = run_dir.parent / f"{run_dir.name}.cmd"
+    done = sum(1 for x in (run_dir / "events.jsonl").read_text().splitlines() if '"type":"epoch"' in x)
+    if stop_after and done >= stop_after:
+        return summarize(run_dir, meta.get("name", run_dir.name), run_dir.name,
+                         cmd_file.read_text().strip() if cmd_file.exists() else "", stop_after)
+    return train(cmd, run_dir, meta.get("name", run_dir.name), run_dir.name, threads, stop_after, nice, resumed=True)
+
+
+def train(cmd: list[str], run_dir: Path, name: str, label: str, threads: int, stop_after: int, nice: int,
+          resumed: bool = False) -> dict:
+    """Run one trainer command to its end (or to epoch ``stop_after``: SIGTERM, it checkpoints and
+    ends 'stopped'), noting its CPU seconds at every epoch event in ``<label>.cpu.jsonl``."""
+    out = run_dir.parent
     if nice:
         cmd = ["nice", "-n", str(nice), *cmd]
     env = dict(os.environ)
@@ -70,13 +98,14 @@ def run_config(name: str, epochs: int, out: Path, extra: list[str], threads: int
         env["OMP_NUM_THREADS"] = str(threads)
     load0 = os.getloadavg()
     t0 = time.perf_counter()
-    log = open(out / f"{label}.log", "w")
-    (out / f"{label}.cmd").write_text(" ".join(cmd).replace(str(ROOT) + "/", "").replace(sys.executable, "python") + "\n")
-    (out / f"{label}.cpu.jsonl").unlink(missing_ok=True)
+    log = open(out / f"{label}.log", "a" if resumed else "w")
+    shown = " ".join(cmd).replace(str(ROOT) + "/", "").replace(sys.executable, "python")
+    with open(out / f"{label}.cmd", "a" if resumed else "w") as f:
+        f.write(shown + "\n")
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
     epoch_cpu: dict[int, float] = {}  # epoch -> the trainer's CPU seconds when its event appeared
-    offset, partial = 0, b""
     ev_path = run_dir / "events.jsonl"
+    offset, partial = (ev_path.stat().st_size if resumed else 0), b""
     while True:
         done = proc.poll() is not None
         try:
@@ -92,7 +121,7 @@ def run_config(name: str, epochs: int, out: Path, extra: list[str], threads: int
                     if cpu_now is not None:
                         epoch_cpu[ep] = cpu_now
                         with open(out / f"{label}.cpu.jsonl", "a") as cf:
-                            cf.write(json.dumps({"epoch": ep, "cpu_s": cpu_now}) + "\n")
+                            cf.write(json.dumps({"epoch": ep, "cpu_s": cpu_now, "pid": proc.pid}) + "\n")
                     if stop_after and ep >= stop_after and proc.poll() is None:
                         proc.terminate()
         except FileNotFoundError:
@@ -104,7 +133,7 @@ def run_config(name: str, epochs: int, out: Path, extra: list[str], threads: int
     log.close()
     if proc.returncode != 0:
         raise RuntimeError(f"{label}: trainer exited {proc.returncode}: {(out / f'{label}.log').read_text()[-2000:]}")
-    row = summarize(run_dir, name, label, " ".join(cmd[1:]).replace(str(ROOT) + "/", ""), stop_after)
+    row = summarize(run_dir, name, label, (out / f"{label}.cmd").read_text().strip().replace("\n", " ; "), stop_after)
     row.update({"wall_s": round(wall, 1), "torch_threads": threads or "default",
                 "loadavg_1m_at_start": round(load0[0], 2), "loadavg_1m_at_end": round(os.getloadavg()[0], 2)})
     return row
@@ -122,13 +151,14 @@ def summarize(run_dir: Path, name: str, label: str, command: str, stop_after: in
     times = [e["epoch_time"] for e in epochs_ev]
     later = times[1:] or times
     cpu_file = run_dir.parent / f"{label}.cpu.jsonl"
-    epoch_cpu = {}
+    epoch_cpu = {}  # epoch -> (the trainer process, its CPU seconds at that epoch's event)
     if cpu_file.exists():
         for line in cpu_file.read_text().splitlines():
             d = json.loads(line)
-            epoch_cpu[d["epoch"]] = d["cpu_s"]
+            epoch_cpu[d["epoch"]] = (d.get("pid"), d["cpu_s"])
     eps = sorted(epoch_cpu)
-    cpu_steps = [round(epoch_cpu[b] - epoch_cpu[a], 2) for a, b in zip(eps, eps[1:]) if b == a + 1]
+    cpu_steps = [round(epoch_cpu[b][1] - epoch_cpu[a][1], 2) for a, b in zip(eps, eps[1:])
+                 if b == a + 1 and epoch_cpu[a][0] == epoch_cpu[b][0]]  # within one process (a resume restarts it)
     small_last = mean_defined(last["per_class_f"][c] for c in SMALL_CLASSES)
     best = max(epochs_ev, key=lambda e: e["val_f"])
     end = next((e for e in evs if e["type"] == "end"), None)
@@ -227,12 +257,19 @@ def main() -> None:
                    help="extra trainer --set (e.g. loss.focal_alpha=balanced); name the variant with --tag")
     p.add_argument("--tag", default="", help="suffix of the run folder and JSON names (e.g. _balanced)")
     p.add_argument("--nice", type=int, default=0, help="run the trainers under nice -n N")
+    p.add_argument("--resume", metavar="RUN_DIR",
+                   help="continue a stopped run of this bench in place (with --stop-after N: up to epoch N)")
     p.add_argument("--snapshot", nargs="+", metavar="RUN_DIR",
                    help="only summarize these run directories (finished or still running) into --json")
     p.add_argument("--json", help="with --snapshot: the JSON file to write")
     p.add_argument("--summarize", action="store_true",
                    help="only re-read the run directories under --out and add the step-event figures to its JSON")
     a = p.parse_args()
+    if a.resume:
+        row = resume_run(Path(a.resume), a.threads, a.stop_after, a.nice)
+        print(f"{row['tag']}: {row['epochs']} epochs, val F {row['val_f_last']:.4f} (best {row['val_f_best']:.4f} "
+              f"@{row['best_epoch']})", flush=True)
+        return
     if a.snapshot:
         rows = []
         for d in a.snapshot:

@@ -58,3 +58,28 @@ def test_learning_speed_prints_val_f_every_n_steps():
     lines = [json.loads(x) for x in out.splitlines() if x.startswith("{")]
     assert [x["step"] for x in lines] == [2, 4]
     assert all(x["variant"] == "probe" and 0.0 <= x["val_f"] <= 1.0 for x in lines)
+
+
+@pytest.mark.slow
+def test_quality_resume_continues_a_stopped_run_in_place(tmp_path):
+    """A long bench run outlives the session that started it: `--resume DIR --stop-after N` goes on
+    from its checkpoint, and its CPU figures never mix two processes' counters."""
+    sets = [x for kv in TINY for x in ("--set", kv)]
+    bench("bench/quality.py", "--configs", "baseline", "--stop-after", "1", "--threads", "1", *sets, "--out", str(tmp_path))
+    run_dir = tmp_path / "baseline"
+    out = bench("bench/quality.py", "--resume", str(run_dir), "--stop-after", "2", "--threads", "1").stdout
+    assert out.startswith("baseline: 2 epochs")
+    evs = records(run_dir, "events.jsonl")
+    assert [e["epoch"] for e in evs if e["type"] == "epoch"] == [1, 2]
+    assert [e.get("resumed", False) for e in evs if e["type"] == "start"] == [False, True]
+    cpu = records(tmp_path, "baseline.cpu.jsonl")
+    assert [c["epoch"] for c in cpu] == [1, 2] and cpu[0]["pid"] != cpu[1]["pid"]
+    assert len((tmp_path / "baseline.cmd").read_text().splitlines()) == 2
+    # already at epoch 2: nothing is trained again
+    bench("bench/quality.py", "--resume", str(run_dir), "--stop-after", "2")
+    assert sum(e["type"] == "start" for e in records(run_dir, "events.jsonl")) == 2
+    sys.path.insert(0, str(ROOT / "bench"))
+    from quality import summarize
+
+    row = summarize(run_dir, "baseline", "baseline", "")
+    assert row["epochs"] == 2 and row["epoch_cpu_s"] == []  # epochs 1 and 2 ran in two processes: no difference taken
