@@ -99,16 +99,20 @@ def _actions(signals: Sequence[Signal], rules: Rules, live: Mapping | None, epoc
 
 # the reasons under which the cockpit and the CLI send a preset (app/tui/actions.py, bench/)
 PRESET_REASON = re.compile(r"^(?:suggested|preset): ([A-Za-z0-9_]+)")
+UNDO_REASON = re.compile(r"^undo (\S+)")  # the cockpit's `z`: "undo <id> (<what it undoes>)"
 
 
 def applied_presets(adjustments: Iterable) -> list[tuple[str, int]]:
-    """(preset, epoch it was applied in) of every applied ``set`` whose reason names a preset.
-    ``adjustments``: app.runlib Adjustment-likes (``cmd``, ``status``, ``reason``, ``answer_epoch``)."""
+    """(preset, epoch it was applied in) of every applied ``set`` whose reason names a preset and
+    that no applied undo took back. ``adjustments``: app.runlib Adjustment-likes (``id``, ``cmd``,
+    ``status``, ``reason``, ``answer_epoch``)."""
+    done = [a for a in adjustments if getattr(a, "cmd", "") == "set" and getattr(a, "status", "") == "applied"]
+    undone = {m.group(1) for a in done if (m := UNDO_REASON.match(str(getattr(a, "reason", "") or "")))}
     out = []
-    for a in adjustments:
+    for a in done:
         m = PRESET_REASON.match(str(getattr(a, "reason", "") or ""))
         epoch = getattr(a, "answer_epoch", None)
-        if m and getattr(a, "cmd", "") == "set" and getattr(a, "status", "") == "applied" and type(epoch) is int:
+        if m and type(epoch) is int and getattr(a, "id", None) not in undone:
             out.append((m.group(1), epoch))
     return out
 

@@ -522,12 +522,15 @@ def test_applied_presets_reads_the_reasons_the_keys_write():
 
     from app.health import applied_presets
 
-    adj = [A(cmd="set", status="applied", reason="suggested: early_catch_up", answer_epoch=11),
-           A(cmd="set", status="applied", reason="preset: lr_down", answer_epoch=12),
-           A(cmd="set", status="applied", reason="preset: unstable (bench/sick_runs.py)", answer_epoch=3),
-           A(cmd="set", status="refused", reason="preset: lr_up", answer_epoch=12),
-           A(cmd="set", status="pending", reason="preset: gamma_up", answer_epoch=None),
-           A(cmd="set", status="applied", reason="undo 3f2a (lr_down)", answer_epoch=13),
-           A(cmd="set", status="applied", reason="", answer_epoch=13),
-           A(cmd="pause", status="applied", reason="preset: x", answer_epoch=13)]
+    adj = [A(id="a1", cmd="set", status="applied", reason="suggested: early_catch_up", answer_epoch=11),
+           A(id="a2", cmd="set", status="applied", reason="preset: lr_down", answer_epoch=12),
+           A(id="a3", cmd="set", status="applied", reason="preset: unstable (bench/sick_runs.py)", answer_epoch=3),
+           A(id="a4", cmd="set", status="refused", reason="preset: lr_up", answer_epoch=12),
+           A(id="a5", cmd="set", status="pending", reason="preset: gamma_up", answer_epoch=None),
+           A(id="a6", cmd="set", status="applied", reason="preset: gamma_down", answer_epoch=13),
+           A(id="a7", cmd="set", status="applied", reason="undo a6 (gamma 2.5→2)", answer_epoch=13),
+           A(id="a8", cmd="set", status="refused", reason="undo a2 (lr 5e-4→3e-4)", answer_epoch=13),
+           A(id="a9", cmd="set", status="applied", reason="", answer_epoch=13),
+           A(id="b1", cmd="pause", status="applied", reason="preset: x", answer_epoch=13)]
+    # an undone preset is not held back; a refused undo takes nothing back
     assert applied_presets(adj) == [("early_catch_up", 11), ("lr_down", 12), ("unstable", 3)]
