@@ -79,11 +79,12 @@ class HealthPanel(ViewWidget):
             first = v.actions[0]
             t.append("\n → ", style="bold")
             # the suggestion wraps by hand (the panel does not wrap): it must never be cut
+            held = _g(first, "settled_after", None) is not None  # applied already: its effect needs epochs
             for k, line in enumerate(textwrap.wrap(str(_g(first, "text", "")), max(self.size.width - 4, 20)) or [""]):
-                t.append(("\n   " if k else "") + line, style="bold yellow")
+                t.append(("\n   " if k else "") + line, style="yellow" if held else "bold yellow")
             vals = action_values(first)
             t.append("\n   ")
-            if _g(first, "settled_after", None) is not None:  # applied already: its effect needs epochs
+            if held:
                 for k, line in enumerate(textwrap.wrap(settling_words(first), max(self.size.width - 4, 20))):
                     t.append(("\n   " if k else "") + line, style="dim")
             elif vals:
