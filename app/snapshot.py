@@ -84,6 +84,7 @@ class RunView:
     data: dict | None = None  # the start event's description of the data (trainer/datainfo.py)
     built_t: float = 0.0
     wall_s: float | None = None  # an ended run's wall time (start to end; summed epoch times after a resume)
+    alpha_info: dict | None = None  # the start event's `alpha_info` (what the focal alpha weights)
     steps_per_epoch: int = 0  # from the start event (0: unknown); the overlay's step-aligned x axis
 
     @property
@@ -192,6 +193,7 @@ def build_view(index: int, run: Run, rules: Any, gpu: list | None = None, verdic
         exit_info=dict(st.exit_info) if st.exit_info else None, crash_reason=st.crash_reason or "",
         stderr_tail=tail, gpu=gpu, built_t=time.time(), wall_s=_wall_s(st, history) if status in OVER else None,
         data=dict(start["data"]) if isinstance(start.get("data"), dict) else None,
+        alpha_info=dict(start["alpha_info"]) if isinstance(start.get("alpha_info"), dict) else None,
         steps_per_epoch=spe if type(spe) is int and spe > 0 else 0,
     )
 

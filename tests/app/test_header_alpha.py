@@ -31,3 +31,24 @@ def test_header_is_quiet_without_it(tmp_path):
     rec.start()
     rec.epoch_event(1, 0.1)
     assert "ALPHA" not in header_text(rec)
+
+
+def test_the_line_keeps_the_way_out_whole(tmp_path):
+    """The trainer's note is 250 characters; cut at 160 it ended in "alpha for the parts, 1" and lost
+    the advice. With the start event's numbers the pane says the weights and the way out, whole."""
+    long_note = NOTE + "; a scalar alpha is kornia's: alpha for the parts, 1 - alpha for background); " \
+        "'focal_alpha: balanced' weights the rare parts up"
+    rec = Record(tmp_path / "plan")
+    rec.start(alpha_info={"source": "scalar", "background": 0.75, "parts_mean": 0.25, "background_heavy": True,
+                          "note": long_note})
+    rec.warning("alpha_background", long_note)
+    rec.epoch_event(1, 0.1)
+    text = " ".join(header_text(rec).split())
+    assert ("focal alpha weights background 0.75 against 0.25 for the face parts (3.0x); "
+            "'focal_alpha: balanced' weights the rare parts up") in text
+    rec2 = Record(tmp_path / "old")  # a record without alpha_info: the message, cut at a word
+    rec2.start()
+    rec2.warning("alpha_background", long_note)
+    rec2.epoch_event(1, 0.1)
+    line = next(x for x in header_text(rec2).splitlines() if x.startswith("⚠"))
+    assert line.endswith(" …") and len(line) <= 2 + 160 and "alpha for the parts, 1 …" not in line

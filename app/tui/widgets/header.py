@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import textwrap
 import time
 
 from rich.text import Text
 
 from app.notify import end_summary
 from app.snapshot import RunView, fmt_duration
+from trainer.core.safe_yaml import is_number
 from trainer.datainfo import data_line
 
 from .base import COLOUR, ViewWidget, append_adjustment, f3, fv, phase_words, reason_text
@@ -20,6 +22,17 @@ def progress_bar(frac: float, width: int = BAR) -> str:
     full = int(cells)
     part = "▏▎▍▌▋▊▉"[int((cells - full) * 7)] if full < width and cells - full >= 1 / 7 else ""
     return "█" * full + part + " " * (width - full - len(part))
+
+
+def alpha_line(info: dict | None, message: str) -> str:
+    """The pane's one line on a background-heavy focal alpha: the weights and the way out, whole (the
+    trainer's note explains kornia's convention too, and cut to the pane it lost the way out)."""
+    info = info or {}
+    bg, parts = info.get("background"), info.get("parts_mean")
+    if info.get("background_heavy") and is_number(bg, finite=True) and is_number(parts, finite=True) and parts > 0:
+        return (f"focal alpha weights background {bg:.2f} against {parts:.2f} for the face parts ({bg / parts:.1f}x); "
+                "'focal_alpha: balanced' weights the rare parts up")
+    return textwrap.shorten(message, 160, placeholder=" …")
 
 
 class PaneHeader(ViewWidget):
@@ -85,8 +98,8 @@ class PaneHeader(ViewWidget):
             t.append("\n" + gpu_text(v.gpu), style="cyan")
         if v.warning_counts.get("alpha_background"):
             note = next((w for w in v.warnings if w.get("code") == "alpha_background"), None)
-            if note:
-                t.append(f"\n⚠ {str(note.get('message', ''))[:160]}", style="yellow dim")
+            if note or v.alpha_info:
+                t.append(f"\n⚠ {alpha_line(v.alpha_info, str((note or {}).get('message', '')))}", style="yellow dim")
         badges = ("synthetic_data", "alpha_background")
         others = {k: n for k, n in v.warning_counts.items() if k not in badges}
         if others:
