@@ -116,11 +116,13 @@ def per_class_table(runs: list[dict], epochs: list[str]) -> list[str]:
            "|---|---|---|" + "---|" * len(order)]
     for r in runs:
         pc = r["per_class_f_curve"]
+        shown = set()
         for e in epochs:
             n = len(pc) if e == "end" else int(e)
             row = at(pc, n)
-            if row is None:
+            if row is None or n in shown:  # "end" of a run that ends at a listed epoch: once
                 continue
+            shown.add(n)
             out.append(f"| {r['tag']} | {n} | {fmt(small_mean(row), 3)} | "
                        + " | ".join(fmt(row[i], 2) for i in order) + " |")
     return out

@@ -50,7 +50,7 @@ def test_curve_table_reads_epochs_best_and_colours():
 
 def test_per_class_table_puts_small_parts_first_and_reads_end():
     r = run("x", 42, [0.1, 0.2], 0.25, big=0.75)
-    head, _, e1, end = at.per_class_table([r], ["1", "end", "7"])
+    head, _, e1, end = at.per_class_table([r], ["1", "end", "2", "7"])  # "end" is epoch 2: one row
     assert head.split("|")[4].strip() == CLASS_NAMES[SMALL_CLASSES[0]]
     assert end.split("|")[2].strip() == "2" and end.split("|")[3].strip() == "0.250"
     assert e1.split("|")[-2].strip() == "0.75"  # the last column is a large class
