@@ -43,7 +43,7 @@ def epoch_line(name: str, ev: dict, verdict: Any, total: int | None, width: int 
         line += "  | " + "; ".join(f"{'FAILED ' if s.state == 'failed' else ''}{s.label}: {s.detail}" for s in bad)
         if verdict.actions:
             first = verdict.actions[0]
-            line += (f" -> held back: {first.settling_words()}" if getattr(first, "settling", False)
+            line += (f" -> held back: {first.settling_words()}" if first.settling
                      else f" -> suggest {first.preset}")
     return line
 
@@ -98,13 +98,14 @@ class Follower:
             self.data_said[i] = data
             self.say(f"{'':8} {name:<{self.width}} {data_badge(data)}: {data_line(data)}")
         history = st.history()
+        applied = applied_presets(st.adjustments)
         for k, ev in enumerate(history):
             e = ev.get("epoch")
             if e in self.printed[i]:
                 continue
             self.printed[i].add(e)
             upto = [w for w in st.warnings if (w.get("epoch") or 0) <= e]
-            done = [(p, a) for p, a in applied_presets(st.adjustments) if isinstance(e, int) and a <= e]
+            done = [(p, a) for p, a in applied if isinstance(e, int) and a <= e]  # as it was after epoch e
             v = evaluate(history[:k + 1], self.rules[i], live=st.live, total_epochs=st.total_epochs, warnings=upto,
                          run_state="running", applied=done)
             self.say(epoch_line(name, ev, v, st.total_epochs, self.width, focal=st.live.get("use_focal") is not False))

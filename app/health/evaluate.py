@@ -46,15 +46,12 @@ class Action:
         return self.settled_after is not None
 
     def settling_words(self) -> str:
-        """'early_catch_up applied in epoch 11; suggested again after epoch 14 if still needed'."""
-        return settling_words(self.preset, self.applied_epoch, self.settled_after)
-
-
-def settling_words(preset: str, applied_epoch, settled_after) -> str:
-    """Why a suggestion is held back (the cockpit, the headless log and notifications say it alike)."""
-    if settled_after is None:
-        return ""
-    return f"{preset} applied in epoch {applied_epoch}; suggested again after epoch {settled_after} if still needed"
+        """Why it is held back, as the cockpit, the headless log and notifications say it: 'early_catch_up
+        applied in epoch 11; suggested again after epoch 14 if still needed' ('' when it is not)."""
+        if not self.settling:
+            return ""
+        return (f"{self.preset} applied in epoch {self.applied_epoch}; suggested again after epoch "
+                f"{self.settled_after} if still needed")
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from .screens.help import HelpScreen
 from .screens.previews import PreviewScreen
 from .screens.quit_dialog import QuitDialog
 from .widgets.base import changes_text, undo_words
-from .widgets.health_panel import _g, action_values, settling_words
+from .widgets.health_panel import _g, action_values
 
 if TYPE_CHECKING:
     from .watcher import Watcher
@@ -165,7 +165,7 @@ class CockpitActions:
             self.notify(f"{_g(act, 'text', preset)} — advice only, nothing to send.", severity="warning", timeout=8)
             return
         reason = f"suggested: {preset or _g(act, 'signal_id', '')}"
-        if _g(act, "settled_after", None) is None:
+        if not act.settling:
             self.send_set(values, reason)
             return
 
@@ -176,7 +176,7 @@ class CockpitActions:
         self.clear_notifications()  # a toast drawn over the dialog hid its buttons at 80x24
         self.push_screen(ConfirmDialog(
             f"Send {preset} to {v.name} again?",
-            f"{settling_words(act)}: the signals still look at epochs from before it. "
+            f"{act.settling_words()}: the signals still look at epochs from before it. "
             f"Again now: {changes_text({}, values, v.live)}.", yes="Send again"), answer)
 
     def action_undo(self) -> None:

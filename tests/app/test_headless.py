@@ -6,6 +6,7 @@ import io
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from _runrecord import Record
@@ -86,3 +87,19 @@ def test_a_preset_just_applied_is_held_back_in_the_log(tmp_path):
     held = "held back: early_fix applied in epoch 11; suggested again after epoch 14 if still needed"
     assert tails[11] == tails[12] == tails[13] == held
     assert tails[14] == tails[15] == "suggest early_fix"
+
+
+def test_ls_json_says_why_a_suggestion_is_held_back(tmp_path):
+    """`segwatch ls --json`: the same record as above, read after epoch 12 and after epoch 15."""
+    from app.commands.runs import _refreshed, ls_row
+
+    rec = Record(tmp_path / "r")
+    rec.start(epochs=20)
+    rec.epochs_run(1, 10, f_of=lambda e: 0.025 * e)
+    rec.ack(rec.command("set", {"lr": 3e-4}, reason="suggested: early_fix"), epoch=11)
+    rec.epochs_run(11, 12, f_of=lambda e: 0.25)
+    row = ls_row(0, _refreshed(rec.dir), time.time())
+    assert row["suggestion_held"] == "early_fix applied in epoch 11; suggested again after epoch 14 if still needed"
+    rec.epochs_run(13, 15, f_of=lambda e: 0.25)
+    row = ls_row(0, _refreshed(rec.dir), time.time())
+    assert row["suggestion_held"] == "" and row["suggestion"]

@@ -7,7 +7,6 @@ from typing import Any
 
 from rich.text import Text
 
-from app.health.evaluate import settling_words as held_back
 from app.snapshot import RunView
 
 from .base import MARK, ViewWidget, changes_parts, phase_words
@@ -19,11 +18,6 @@ def _g(obj: Any, key: str, default: Any = None) -> Any:
 
 def action_values(action: Any) -> dict:
     return dict(_g(action, "values") or {})
-
-
-def settling_words(action: Any) -> str:
-    """Why the suggestion is held back: its preset was applied and has not had its epochs yet."""
-    return held_back(_g(action, "preset", ""), _g(action, "applied_epoch", "?"), _g(action, "settled_after", None))
 
 
 class HealthPanel(ViewWidget):
@@ -79,13 +73,13 @@ class HealthPanel(ViewWidget):
             first = v.actions[0]
             t.append("\n → ", style="bold")
             # the suggestion wraps by hand (the panel does not wrap): it must never be cut
-            held = _g(first, "settled_after", None) is not None  # applied already: its effect needs epochs
+            held = first.settling  # applied already: its effect needs epochs
             for k, line in enumerate(textwrap.wrap(str(_g(first, "text", "")), max(self.size.width - 4, 20)) or [""]):
                 t.append(("\n   " if k else "") + line, style="yellow" if held else "bold yellow")
             vals = action_values(first)
             t.append("\n   ")
             if held:
-                for k, line in enumerate(textwrap.wrap(settling_words(first), max(self.size.width - 4, 20))):
+                for k, line in enumerate(textwrap.wrap(first.settling_words(), max(self.size.width - 4, 20))):
                     t.append(("\n   " if k else "") + line, style="dim")
             elif vals:
                 t.append("[enter]/a", style="reverse")
