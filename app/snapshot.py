@@ -175,7 +175,7 @@ def build_view(index: int, run: Run, rules: Any, gpu: list | None = None, verdic
         index=index, run_dir=str(run.path), name=st.name or run.name, status=status,
         status_detail=_safe(st.status_detail), colour=colour, phase=v.phase or "?",
         summary=v.summary or "", epoch=done, total_epochs=total, progress=progress,
-        eta_at=eta_at, samples_per_s=(ls or {}).get("samples_per_s"), step=(ls or {}).get("step"),
+        eta_at=eta_at, samples_per_s=(ls or {}).get("samples_per_s"), step=st.reported_step,
         step_lr=(ls or {}).get("lr"),
         last=dict(last) if last else None, best_val_f=st.best_val_f, best_epoch=st.best_epoch,
         live=dict(st.live or {}), signals=tuple(v.signals or ()),

@@ -52,7 +52,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     # one verb continues a run whatever its state: paused -> the `resume` command (as the control
     # verbs send theirs), ended -> restart from the last checkpoint and attach
-    p = sub.add_parser("resume", help="continue a paused run",
+    p = sub.add_parser("resume", help="continue a paused run, or restart a stopped or crashed one from its checkpoint",
                        description="Continue a paused run. A stopped or crashed run is restarted from its last checkpoint; "
                        "with --epochs N a finished one too, trained on to N epochs in all.")
     p.add_argument("run", help="run name (under --runs-dir) or run directory")

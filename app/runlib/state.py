@@ -56,6 +56,9 @@ class RunState(StatusMixin):
         self.steps: list[StepPoint] = []
         self.steps_seen = 0
         self.last_step: dict | None = None
+        #: the highest step any event of this segment names (step events come every few steps; an
+        #: ack, checkpoint or pause says where the trainer really is)
+        self.reported_step: int | None = None
         self.live: dict = {}
         self.total_epochs: int | None = None
         self.best_val_f: float | None = None
@@ -214,6 +217,9 @@ class RunState(StatusMixin):
             self.last_error = f"{typ} event seq {event.get('seq')}: wrong type for {', '.join(bad)}; ignored those fields"
         try:
             handler(self, event)
+            step = event.get("step")
+            if type(step) is int and step >= 0 and typ in _STEP_NAMING:
+                self.reported_step = step if self.reported_step is None else max(self.reported_step, step)
         except (TypeError, ValueError, KeyError, AttributeError) as e:
             self.bad_events += 0 if bad else 1  # counted once per event
             self.last_error = f"{event.get('type')} event seq {event.get('seq')}: {type(e).__name__}: {e}"
@@ -230,6 +236,7 @@ class RunState(StatusMixin):
             self.steps = [p for p in self.steps if p.epoch <= resume]
         if self.last_step and (_int(self.last_step.get("epoch")) or 0) > resume:
             self.last_step = None
+        self.reported_step = None  # a new segment: its own events say where it is
         self._recompute_best()
         if isinstance(ev.get("live"), dict):
             self.live = dict(ev["live"])
@@ -337,6 +344,9 @@ class RunState(StatusMixin):
         """Apply one control.jsonl object found at 1-based line ``line_no``."""
         self.adjustment_log.command(cmd, line_no)
 
+
+#: the events whose ``step`` is where the trainer is (a ``start`` has none; an ``end`` is after the last)
+_STEP_NAMING = frozenset({"step", "epoch", "checkpoint", "ack", "nack", "paused", "resumed"})
 
 _HANDLERS = {
     "start": RunState._on_start,

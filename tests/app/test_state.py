@@ -249,3 +249,30 @@ def test_run_state_attributes_have_one_owner():
     from tools.house_figures import source_trees, written_outside
 
     assert written_outside(source_trees(root), "RunState") == []
+
+
+def test_the_step_shown_is_the_last_one_any_event_names(tmp_path):
+    """Step events come every few steps; a stop's ack and its checkpoint say where the trainer really
+    stopped, so a stopped run does not show an older step than its own 'stopped after step N'."""
+    from app.health import load_rules
+    from app.snapshot import build_view
+
+    rec = Record(tmp_path / "r")
+    rec.start()
+    rec.event("step", epoch=1, step=10, loss=2.0, lr=1e-4, gamma=2.0, samples_per_s=2.0, data_wait=0.0)
+    stop = rec.command("stop")
+    rec.event("ack", id=stop["id"], cmd="stop", changes={}, epoch=1, step=16)
+    rec.event("checkpoint", kind="last", path="checkpoints/last.pt", epoch=0, step=16)
+    rec.event("warning", code="odd", message="a hostile step", epoch=1, step=10**9)  # not a step-naming event
+    rec.event("nack", id="x", cmd="set", reason="bad", line=9, step="17")  # not an int: ignored
+    rec.end("stopped", epoch=0)
+    st = replay(rec.dir)
+    assert st.reported_step == 16
+    run = Run(rec.dir)
+    run.refresh()
+    assert build_view(0, run, load_rules()).step == 16  # the header's "step N"
+    rec.start()  # a resume: the new segment says where it is, nothing before it does
+    st = replay(rec.dir)
+    assert st.reported_step is None
+    rec.event("step", epoch=1, step=17, loss=2.0, lr=1e-4, gamma=2.0, samples_per_s=2.0, data_wait=0.0)
+    assert replay(rec.dir).reported_step == 17

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from pathlib import Path
 from typing import Callable
@@ -10,6 +11,12 @@ from typing import Callable
 from app.health import load_rules
 from app.runlib import Run
 from app.tui.app import SegwatchApp
+
+
+# A wait is a bound, not a duration: it ends as soon as the screen shows what is awaited. Loaded CI
+# boxes (several suites, long trainings beside) run the app many times slower than a quiet one, so
+# every bound is stretched by this factor; a test that passes only takes longer to fail.
+TIMEOUT_SCALE = float(os.environ.get("SEGWATCH_TEST_TIMEOUT_SCALE", "3"))
 
 
 def make_app(run_dirs: list[Path], interval: float = 0.1, rules=None, refs=(), runs_dir: str = "runs") -> SegwatchApp:
@@ -30,10 +37,11 @@ def pane_text(app: SegwatchApp, index: int = 0) -> str:
 
 async def wait_for(pilot, predicate: Callable[[], bool], timeout: float = 10.0, what: str = "") -> None:
     """Let the app run until ``predicate()`` holds; fail with ``what`` after ``timeout`` seconds."""
+    timeout *= TIMEOUT_SCALE
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
+            raise AssertionError(f"timed out after {timeout:g}s waiting for {what or predicate}")
         await pilot.pause(0.05)
 
 
