@@ -25,8 +25,10 @@ EXTRA = {"lmsa_focal_g1": ("lmsa_focal", ["loss.focal_gamma=1", "name=lmsa_focal
 
 
 def pytest_collection_modifyitems(config, items):
-    """Every test that starts a trainer or a terminal goes to the slow lane (tests/lanes.py)."""
+    """Every test that starts a trainer or a terminal goes to the slow lane (tests/lanes.py), and is
+    grouped for pytest-xdist's ``--dist loadgroup`` (tests/lanes.py `group_for_xdist`)."""
     lanes.mark_slow(items)
+    lanes.group_for_xdist(items)
 
 
 @pytest.fixture(autouse=True)

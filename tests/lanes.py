@@ -116,6 +116,33 @@ def mark_slow(items) -> None:
             item.add_marker(pytest.mark.slow)
 
 
+def group_for_xdist(items) -> None:
+    """Keep what a shared fixture builds once in one pytest-xdist worker (``-n 2 --dist loadgroup``):
+    the SLURM cluster (one per machine), the tiny ablation trained once per session, and each module
+    whose tests share a module-scoped fixture of tests/. Every other test goes to whichever worker is free."""
+    for item in items:
+        if item.get_closest_marker("slurm"):
+            group = "slurm"
+        else:
+            info = getattr(item, "_fixtureinfo", None)
+            shared = {name for name, defs in (info.name2fixturedefs.items() if info else ())
+                      if defs and defs[-1].scope in ("session", "package", "module") and _ours(defs[-1].func)}
+            if "tiny_ablation" in shared:
+                group = "tiny_ablation"
+            elif shared:
+                group = item.nodeid.split("::", 1)[0]
+            else:
+                continue
+        item.add_marker(pytest.mark.xdist_group(group))
+
+
+def _ours(func) -> bool:
+    try:
+        return Path(inspect.getsourcefile(func) or "").resolve().is_relative_to(TESTS)
+    except TypeError:
+        return False
+
+
 def _spawn_of(args) -> str | None:
     """What ``args`` (a Popen argument) starts that belongs in the slow lane, or None."""
     if isinstance(args, (str, bytes, os.PathLike)):
