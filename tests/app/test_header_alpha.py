@@ -52,3 +52,27 @@ def test_the_line_keeps_the_way_out_whole(tmp_path):
     rec2.epoch_event(1, 0.1)
     line = next(x for x in header_text(rec2).splitlines() if x.startswith("⚠"))
     assert line.endswith(" …") and len(line) <= 2 + 160 and "alpha for the parts, 1 …" not in line
+
+
+async def test_the_epoch_line_fits_a_narrow_pane_by_shortening_the_bar(tmp_path):
+    """At 80x24 'epoch 14/300 [bar] 5.0%  ETA 53m35s  83 samples/s  step 630' wrapped its step onto a
+    line of its own (seen in tmux); the bar gives way first now."""
+    from tui_helpers import make_app, wait_for
+
+    rec = Record(tmp_path / "r")
+    rec.start(epochs=300)
+    for e in range(1, 15):
+        rec.step_event(e)
+        rec.epoch_event(e, 0.03 * e, eta_s=3215.0)
+    rec.event("step", epoch=15, step=123456, loss=1.0, lr=1e-4, gamma=2.0, samples_per_s=83.0, data_wait=0.0)
+    for size, full_bar in (((80, 24), False), ((160, 50), True)):
+        app = make_app([rec.dir])
+        async with app.run_test(size=size) as pilot:
+            await wait_for(pilot, lambda: 0 in app.views and app.panes[0].view is not None, 10, "the pane")
+            header = app.panes[0].query_one(PaneHeader)
+            await wait_for(pilot, lambda: header.size.width > 0 and header._text is not None, 10, "the header")
+            line = next(x for x in header.render().plain.splitlines() if x.startswith("epoch 14/300"))
+            assert "ETA" in line and "samples/s" in line and line.endswith("step 123456"), line
+            assert len(line) <= header.size.width, (len(line), header.size.width)
+            bar = line.index("%") + 1 - len("epoch 14/300 ") - len("  4.7%")
+            assert (bar == 24) is full_bar and bar >= 6, (bar, line)  # a wide pane keeps the whole bar

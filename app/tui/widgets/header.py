@@ -15,6 +15,7 @@ from trainer.datainfo import data_line
 from .base import COLOUR, ViewWidget, append_adjustment, f3, fv, phase_words, reason_text
 
 BAR = 24
+BAR_MIN = 6  # the narrowest bar: below it the line wraps instead
 
 
 def progress_bar(frac: float, width: int = BAR) -> str:
@@ -73,19 +74,24 @@ class PaneHeader(ViewWidget):
         t.append("\n")
         if v.data and not v.data.get("synthetic"):
             t.append(data_line(v.data)[:400] + "\n", style="green")
-        t.append(f"epoch {v.epoch}/{v.total_epochs or '?'} ")
-        t.append(progress_bar(v.progress), style=c)
-        t.append(f" {v.progress * 100:4.1f}%")
+        head = f"epoch {v.epoch}/{v.total_epochs or '?'} "
+        tail = [(f" {v.progress * 100:4.1f}%", "")]
         if v.eta_at and not v.over:
-            t.append(f"  ETA {fmt_duration(v.eta_at - time.time())}")
+            tail.append((f"  ETA {fmt_duration(v.eta_at - time.time())}", ""))
         if v.samples_per_s:
-            t.append(f"  {v.samples_per_s:.0f} samples/s")
+            tail.append((f"  {v.samples_per_s:.0f} samples/s", ""))
         if v.step is not None:
-            t.append(f"  step {v.step}", style="dim")
+            tail.append((f"  step {v.step}", "dim"))
         elif v.status == "running":
-            t.append("  waiting for the first step…", style="dim")
+            tail.append(("  waiting for the first step…", "dim"))
         elif v.status == "starting":
-            t.append("  starting the trainer…", style="dim")
+            tail.append(("  starting the trainer…", "dim"))
+        # the bar gives way first, so that ETA, speed and step stay on one line in a narrow pane
+        room = self.size.width - len(head) - sum(len(s) for s, _ in tail)
+        t.append(head)
+        t.append(progress_bar(v.progress, max(BAR_MIN, min(BAR, room)) if self.size.width else BAR), style=c)
+        for s, style in tail:
+            t.append(s, style=style)
         if self.note and not v.over:
             t.append(f"\nⓘ {self.note.split(': ', 1)[-1]}", style="cyan")
         if v.over and v.status != "skipped":  # how it ended and what to run next
