@@ -59,3 +59,31 @@ def test_the_fast_lane_guard_refuses_an_unmarked_trainer_start(monkeypatch):
         subprocess.Popen([sys.executable, "-m", "trainer", "--help"])
     with pytest.raises(pytest.fail.Exception, match="mark it @pytest.mark.slow"):  # even if the code swallowed it
         next(g)
+
+
+def _grouped(*, marks=(), fixtures=(), nodeid="tests/app/test_x.py::test_y"):
+    """A collected item as `lanes.group_for_xdist` sees it; returns the xdist group it gets, or None."""
+    got = []
+    defs = {name: [SimpleNamespace(scope=scope, func=func)] for name, scope, func in fixtures}
+    item = SimpleNamespace(nodeid=nodeid, _fixtureinfo=SimpleNamespace(name2fixturedefs=defs),
+                           get_closest_marker=lambda name: name if name in marks else None,
+                           add_marker=lambda m: got.append(m.mark.args[0]))
+    lanes.group_for_xdist([item])
+    return got[0] if got else None
+
+
+def _our_fixture():  # stands for a fixture defined under tests/
+    pass
+
+
+def test_xdist_groups_keep_what_a_shared_fixture_builds_in_one_worker():
+    """One SLURM cluster per machine, one tiny ablation per session, a module's fixture built once; a
+    session fixture of pytest itself (tmp_path_factory) or a function-scoped one groups nothing."""
+    from _pytest.tmpdir import tmp_path_factory
+
+    assert _grouped(marks=("slurm",)) == "slurm"
+    assert _grouped(fixtures=[("tiny_ablation", "session", _our_fixture), ("m", "module", _our_fixture)]) == "tiny_ablation"
+    assert _grouped(fixtures=[("m", "module", _our_fixture)]) == "tests/app/test_x.py"
+    assert _grouped(fixtures=[("tmp_path_factory", "session", tmp_path_factory)]) is None
+    assert _grouped(fixtures=[("f", "function", _our_fixture)]) is None
+    assert _grouped() is None

@@ -56,8 +56,9 @@ class RunState(StatusMixin):
         self.steps: list[StepPoint] = []
         self.steps_seen = 0
         self.last_step: dict | None = None
-        #: the highest step any event of this segment names (step events come every few steps; an
-        #: ack, checkpoint or pause says where the trainer really is)
+        #: the step the latest event of this segment names (step events come every few steps; an
+        #: ack, checkpoint or pause says where the trainer really is). The latest, not the highest:
+        #: one hostile line must not pin it
         self.reported_step: int | None = None
         self.live: dict = {}
         self.total_epochs: int | None = None
@@ -219,7 +220,7 @@ class RunState(StatusMixin):
             handler(self, event)
             step = event.get("step")
             if type(step) is int and step >= 0 and typ in _STEP_NAMING:
-                self.reported_step = step if self.reported_step is None else max(self.reported_step, step)
+                self.reported_step = step
         except (TypeError, ValueError, KeyError, AttributeError) as e:
             self.bad_events += 0 if bad else 1  # counted once per event
             self.last_error = f"{event.get('type')} event seq {event.get('seq')}: {type(e).__name__}: {e}"

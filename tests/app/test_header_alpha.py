@@ -1,4 +1,5 @@
-"""Issue 12: the cockpit header shows that a run's focal alpha weights background above the face parts."""
+"""The cockpit's pane header: it shows that a run's focal alpha weights background above the face parts
+(issue 12), and its epoch line fits a narrow pane."""
 
 from app.health import load_rules
 from app.runlib import Run

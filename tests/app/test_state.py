@@ -276,3 +276,6 @@ def test_the_step_shown_is_the_last_one_any_event_names(tmp_path):
     assert st.reported_step is None
     rec.event("step", epoch=1, step=17, loss=2.0, lr=1e-4, gamma=2.0, samples_per_s=2.0, data_wait=0.0)
     assert replay(rec.dir).reported_step == 17
+    rec.event("ack", id="y", cmd="set", changes={}, epoch=1, step=10**12)  # someone else's line in the record
+    rec.event("step", epoch=1, step=18, loss=2.0, lr=1e-4, gamma=2.0, samples_per_s=2.0, data_wait=0.0)
+    assert replay(rec.dir).reported_step == 18  # the next real step replaces it: nothing sticks

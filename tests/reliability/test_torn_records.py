@@ -132,7 +132,7 @@ async def test_cockpit_keeps_running_skips_counts_and_shows_unreadable_lines(tmp
                     await pilot.pause(0.3)
                 inject(events_path)
                 if what == "deleted":
-                    await pilot_wait(pilot, lambda: "events.jsonl is gone" in pane_text(app), 30, "the missing file noted")
+                    await pilot_wait(pilot, lambda: "events.jsonl is gone" in pane_text(app), 10, "the missing file noted")
                     assert app.views[0].status == "running"
                     ft.paused = False
                     await pilot_wait(pilot, lambda: run.generation > gen and run.state.events_seen > 3, 30,
@@ -141,19 +141,19 @@ async def test_cockpit_keeps_running_skips_counts_and_shows_unreadable_lines(tmp
                 if what in ("emptied", "replaced by garbage"):
                     await pilot_wait(pilot, lambda: run.generation > gen and run.state.events_seen > 3, 30,
                                      f"the state rebuilt and new events after: {what}")
-                    await pilot_wait(pilot, lambda: "truncated or replaced" in pane_text(app), 30, f"the rebuild noted: {what}")
+                    await pilot_wait(pilot, lambda: "truncated or replaced" in pane_text(app), 10, f"the rebuild noted: {what}")
                     if what == "replaced by garbage":
-                        await pilot_wait(pilot, lambda: "3 unreadable record lines" in pane_text(app), 30, "the count shown")
+                        await pilot_wait(pilot, lambda: "3 unreadable record lines" in pane_text(app), 10, "the count shown")
                     continue
                 await pilot_wait(pilot, lambda: run.state.events_seen > seen + 3, 30, f"new events after: {what}")
                 assert run.state.unreadable > before, what
-                await pilot_wait(pilot, lambda: f"{run.state.unreadable} unreadable record line" in pane_text(app), 30,
+                await pilot_wait(pilot, lambda: f"{run.state.unreadable} unreadable record line" in pane_text(app), 10,
                                  f"the count shown after: {what}")
             text = pane_text(app)
             assert "unreadable record line" in text
             assert app.views[0].status == "running" and not app.watcher.errors, app.watcher.errors
             step = app.views[0].step
-            await pilot_wait(pilot, lambda: app.views[0].step and app.views[0].step > step, 30, "the run followed on")
+            await pilot_wait(pilot, lambda: app.views[0].step and app.views[0].step > step, 10, "the run followed on")
     finally:
         ft.stop_thread()
 
